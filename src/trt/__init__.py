@@ -1,0 +1,115 @@
+"""trt: a local task runtime on Trio.
+
+The public API is re-exported here from private modules. Names load on first
+use (PEP 562) so that ``trt --help`` and ``trt validate`` never pay for
+importing trio: the console script imports this package first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trt._exceptions import StateError, TaskFileError, TrtError, UsageError
+    from trt._executor import (
+        AttemptContext,
+        Executor,
+        LocalExecutor,
+        TaskContext,
+        run_task,
+    )
+    from trt._loader import load_task_file
+    from trt._model import CommandTask, FunctionTask, RetryPolicy, Task, TaskGraph
+    from trt._output import OutputSink
+    from trt._results import (
+        AttemptResult,
+        ProcessEvidence,
+        RunMetrics,
+        RunOptions,
+        RunResult,
+        TaskError,
+        TaskResult,
+    )
+    from trt._runtime import Runtime, run_graph
+    from trt._spec import json_schema
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AttemptContext": "trt._executor",
+    "AttemptResult": "trt._results",
+    "CommandTask": "trt._model",
+    "Executor": "trt._executor",
+    "FunctionTask": "trt._model",
+    "LocalExecutor": "trt._executor",
+    "OutputSink": "trt._output",
+    "ProcessEvidence": "trt._results",
+    "RetryPolicy": "trt._model",
+    "RunMetrics": "trt._results",
+    "RunOptions": "trt._results",
+    "RunResult": "trt._results",
+    "Runtime": "trt._runtime",
+    "StateError": "trt._exceptions",
+    "Task": "trt._model",
+    "TaskContext": "trt._executor",
+    "TaskError": "trt._results",
+    "TaskFileError": "trt._exceptions",
+    "TaskGraph": "trt._model",
+    "TaskResult": "trt._results",
+    "TrtError": "trt._exceptions",
+    "UsageError": "trt._exceptions",
+    "json_schema": "trt._spec",
+    "load_task_file": "trt._loader",
+    "run_graph": "trt._runtime",
+    "run_task": "trt._executor",
+}
+
+__all__ = [
+    "AttemptContext",
+    "AttemptResult",
+    "CommandTask",
+    "Executor",
+    "FunctionTask",
+    "LocalExecutor",
+    "OutputSink",
+    "ProcessEvidence",
+    "RetryPolicy",
+    "RunMetrics",
+    "RunOptions",
+    "RunResult",
+    "Runtime",
+    "StateError",
+    "Task",
+    "TaskContext",
+    "TaskError",
+    "TaskFileError",
+    "TaskGraph",
+    "TaskResult",
+    "TrtError",
+    "UsageError",
+    "json_schema",
+    "load_task_file",
+    "run_graph",
+    "run_task",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        message = f"module 'trt' has no attribute {name!r}"
+        raise AttributeError(message)
+    value = getattr(importlib.import_module(module_name), name)
+    # Show the public path in reprs, tracebacks and docs, not the private one.
+    if getattr(value, "__module__", None) == module_name:
+        try:
+            value.__module__ = "trt"
+        except (AttributeError, TypeError):
+            pass
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

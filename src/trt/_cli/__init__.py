@@ -1,0 +1,1 @@
+"""trt's command line: a thin layer over the Python API."""

@@ -1,0 +1,86 @@
+"""What each subcommand does, on top of the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trt._cli import _exit_codes
+
+
+def dispatch(command: str, options: argparse.Namespace) -> int:
+    """Run ``command`` with its parsed ``options``; return the exit code."""
+    if command == "validate":
+        return validate(options)
+    if command == "schema":
+        return schema()
+    return run(options)
+
+
+def validate(options: argparse.Namespace) -> int:
+    """Load the file; print its task count and ids, or raise its problems."""
+    from trt._loader import load_task_file
+
+    graph = load_task_file(options.file)
+    noun = "task" if len(graph) == 1 else "tasks"
+    lines = [f"{graph.source}: valid, {len(graph)} {noun}", *graph.ids]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return _exit_codes.SUCCESS
+
+
+def schema() -> int:
+    """Print the task file's JSON Schema."""
+    import msgspec
+
+    from trt._spec import json_schema
+
+    data = msgspec.json.format(msgspec.json.encode(json_schema()), indent=2)
+    sys.stdout.buffer.write(data + b"\n")
+    return _exit_codes.SUCCESS
+
+
+def run(options: argparse.Namespace) -> int:
+    """Run a task file, write the report, print a summary on stderr."""
+    from trt._loader import load_task_file
+
+    # Validate before importing trio: a bad file fails fast.
+    graph = load_task_file(options.file)
+
+    import trio
+
+    from trt._report import write_latest
+    from trt._results import RunOptions
+    from trt._runtime import Runtime
+
+    run_options = RunOptions(
+        concurrency=options.concurrency,
+        timeout_ms=options.timeout,
+        kill_grace_ms=options.kill_grace,
+    )
+    runtime = Runtime(graph, run_options)
+    result = trio.run(runtime.run)
+    report = write_latest(result, options.reports_dir)
+
+    metrics = result.metrics
+    counts = [f"{metrics.completed_count} succeeded"]
+    for label, count in (
+        ("failed", metrics.failed_count),
+        ("timed out", metrics.timed_out_count),
+        ("canceled", metrics.canceled_count),
+        ("blocked", metrics.blocked_count),
+    ):
+        if count:
+            counts.append(f"{count} {label}")
+    seconds = metrics.duration_ms / 1000
+    print(
+        f"trt: {result.status}: {metrics.task_count} tasks, "
+        f"{', '.join(counts)} in {seconds:.2f} s; report: {report}",
+        file=sys.stderr,
+    )
+    if not result.ok:
+        for task in result.tasks:
+            if task.status != "success" and task.error is not None:
+                print(
+                    f"  {task.id}: {task.status}: {task.error.message}", file=sys.stderr
+                )
+    return _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED

@@ -1,0 +1,12 @@
+"""Exit codes, in one place so the README, tests and code agree."""
+
+from typing import Final
+
+SUCCESS: Final = 0
+# The run finished but did not meet its success condition.
+RUN_FAILED: Final = 1
+# Bad usage or a bad task file: nothing ran.
+USAGE_ERROR: Final = 2
+# 128 + signal number, as shells report a death by that signal.
+INTERRUPTED: Final = 130
+TERMINATED: Final = 143

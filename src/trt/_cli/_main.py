@@ -1,0 +1,60 @@
+"""trt's entry point: parse, dispatch, and map exceptions to exit codes.
+
+This is the one place a traceback could reach the user, so it decides: bad
+input becomes one clear message and exit code 2, a bug becomes one line
+(the traceback only with --debug), Ctrl-C becomes one line and 130.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+from trt._cli import _exit_codes
+from trt._cli._options import OVERVIEW, parse
+from trt._exceptions import TaskFileError, TrtError, UsageError
+
+# Exit code for a bug in trt itself (sysexits.h EX_SOFTWARE), kept apart
+# from 1 so scripts never mistake a crash for a failed task.
+INTERNAL_ERROR = 70
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the trt command line and return the process exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    try:
+        command, options = parse(args)
+        if options is None:
+            sys.stdout.write(OVERVIEW)
+            return _exit_codes.SUCCESS
+        from trt._cli import _commands
+
+        return _commands.dispatch(command, options)
+    except UsageError as exc:
+        print(f"trt: error: {exc}", file=sys.stderr)
+        return _exit_codes.USAGE_ERROR
+    except TaskFileError as exc:
+        print(f"trt: error: {exc}", file=sys.stderr)
+        return _exit_codes.USAGE_ERROR
+    except TrtError as exc:
+        print(f"trt: error: {exc}", file=sys.stderr)
+        return _exit_codes.USAGE_ERROR
+    except KeyboardInterrupt:
+        print("trt: interrupted", file=sys.stderr)
+        return _exit_codes.INTERRUPTED
+    except BrokenPipeError:
+        # stdout was closed early (trt validate big.json | head): not an error
+        # worth a traceback, and flushing again at exit would only fail again.
+        sys.stdout = None
+        return _exit_codes.SUCCESS
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(
+            f"trt: internal error: {type(exc).__name__}: {exc}"
+            " (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR

@@ -1,0 +1,36 @@
+"""Exceptions raised by trt, under one root so callers can catch them all.
+
+This module imports nothing else from trt, so every other module can use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class TrtError(Exception):
+    """Root of every error trt raises on purpose."""
+
+
+class UsageError(TrtError):
+    """The command line asked for something trt cannot do."""
+
+
+class TaskFileError(TrtError):
+    """A task file could not be read, parsed or validated.
+
+    Validation reports every problem it finds, not only the first, so a
+    user can fix a file in one pass. Each entry of ``problems`` is one
+    self-contained line naming the file, the place and the bad value.
+    """
+
+    def __init__(self, path: str, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        header = f"{path}: {len(self.problems)} {noun}"
+        super().__init__("\n".join([header, *self.problems]))
+
+
+class StateError(TrtError):
+    """Saved run state is missing, unreadable or does not fit the request."""

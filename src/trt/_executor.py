@@ -1,0 +1,189 @@
+"""The boundary between the scheduler and whatever executes an attempt.
+
+The scheduler only ever calls ``Executor.run_task``; how an attempt runs
+(a local child process, a call in this interpreter, one day a remote
+worker) stays behind it. Deadlines and run-level cancellation are trio
+cancellation from the scheduler's side; an executor cleans up and re-raises,
+leaving what it learned in ``AttemptContext.probe`` so the scheduler can
+still report a canceled or timed-out attempt with its evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+if TYPE_CHECKING:
+    from trt._model import Task
+    from trt._output import OutputSink
+    from trt._results import AttemptResult, TaskError
+
+
+@final
+class AttemptProbe:
+    """Mutable evidence an executor gathers while an attempt runs."""
+
+    __slots__ = (
+        "exit_code",
+        "pid",
+        "signal",
+        "stderr_bytes",
+        "stdout_bytes",
+        "terminated_at",
+        "terminated_with",
+    )
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+        self.signal: str | None = None
+        self.stdout_bytes = 0
+        self.stderr_bytes = 0
+        self.terminated_with: str | None = None
+        self.terminated_at: str | None = None
+
+
+@final
+class AttemptContext:
+    """What an executor needs for one attempt besides the task itself."""
+
+    __slots__ = (
+        "attempt",
+        "kill_grace",
+        "output",
+        "probe",
+        "started_at",
+        "started_clock",
+        "task_context",
+    )
+
+    def __init__(
+        self,
+        *,
+        attempt: int,
+        output: OutputSink,
+        started_at: str,
+        started_clock: float,
+        kill_grace: float = 2.0,
+    ) -> None:
+        self.attempt = attempt
+        self.output = output
+        self.started_at = started_at
+        # trio.current_time() at the start, so elapsed times follow the
+        # run's clock (virtual under trio.testing.MockClock).
+        self.started_clock = started_clock
+        self.kill_grace = kill_grace
+        self.probe = AttemptProbe()
+        self.task_context: TaskContext | None = None
+
+    def result(
+        self,
+        task: Task,
+        status: str,
+        error: TaskError | None = None,
+        *,
+        ended_clock: float,
+        ended_at: str,
+    ) -> AttemptResult:
+        """Build the attempt's result from the probe and the end time."""
+        from trt._model import CommandTask
+        from trt._results import AttemptResult, ProcessEvidence
+
+        process = None
+        if isinstance(task, CommandTask):
+            probe = self.probe
+            process = ProcessEvidence(
+                pid=probe.pid,
+                exit_code=probe.exit_code,
+                signal=probe.signal,
+                stdout_bytes=probe.stdout_bytes,
+                stderr_bytes=probe.stderr_bytes,
+                terminated_with=probe.terminated_with,
+                terminated_at=probe.terminated_at,
+            )
+        elapsed = (ended_clock - self.started_clock) * 1000
+        return AttemptResult(
+            task_id=task.id,
+            attempt=self.attempt,
+            status=status,
+            started_at=self.started_at,
+            ended_at=ended_at,
+            elapsed_ms=round(elapsed, 3),
+            error=error,
+            process=process,
+        )
+
+
+@final
+class TaskContext:
+    """What a function task receives: who it is and whether to stop.
+
+    ``cancel_requested`` turns true when the attempt is canceled or times
+    out. Async functions are canceled by trio directly; a sync function
+    running in a worker thread can only notice by checking this flag.
+    """
+
+    __slots__ = ("_cancel_requested", "attempt", "metadata", "task_id")
+
+    def __init__(self, task_id: str, attempt: int, metadata: Mapping[str, Any]):
+        self.task_id = task_id
+        self.attempt = attempt
+        self.metadata = metadata
+        self._cancel_requested = False
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Tell whether the attempt was asked to stop."""
+        return self._cancel_requested
+
+    def request_cancel(self) -> None:
+        """Mark the attempt as asked to stop (called by trt, not by tasks)."""
+        self._cancel_requested = True
+
+    def __repr__(self) -> str:
+        return f"TaskContext(task_id={self.task_id!r}, attempt={self.attempt})"
+
+
+class Executor(Protocol):
+    """Runs single attempts; the scheduler's only view of execution."""
+
+    async def run_task(self, task: Task, context: AttemptContext) -> AttemptResult:
+        """Run one attempt and return how it ended.
+
+        A failure of the task is returned as data, never raised. Trio
+        cancellation is the one thing that propagates, after cleanup.
+        """
+        ...
+
+
+@final
+class LocalExecutor:
+    """Runs commands as local child processes and functions in-process."""
+
+    async def run_task(self, task: Task, context: AttemptContext) -> AttemptResult:
+        """Run ``task`` here, as a process or a call, and report the result."""
+        from trt._model import CommandTask, FunctionTask
+
+        if isinstance(task, CommandTask):
+            from trt._process import run_command
+
+            return await run_command(task, context)
+        if isinstance(task, FunctionTask):
+            from trt._functions import run_function
+
+            return await run_function(task, context)
+        message = f"task kind {task.kind!r} has no executor"
+        raise TypeError(message)
+
+
+async def run_task(task: Task, context: AttemptContext) -> AttemptResult:
+    """Run one attempt of ``task`` on this machine.
+
+    Args:
+        task: the task to run.
+        context: attempt number, output sink and the probe to fill.
+
+    Returns:
+        The attempt's result; failures are data, not exceptions.
+    """
+    return await LocalExecutor().run_task(task, context)

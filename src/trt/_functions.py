@@ -1,0 +1,199 @@
+"""Run a function task: import its module, call its export, judge the outcome.
+
+Async callables run on the event loop, inside the attempt's cancel scope, so
+a timeout or a stopped run cancels them like any trio code. Sync callables
+run in a worker thread so a slow one cannot stall the scheduler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from trt._executor import TaskContext
+from trt._results import TaskError
+from trt._util import utc_now
+
+if TYPE_CHECKING:
+    from trt._executor import AttemptContext
+    from trt._model import FunctionTask
+    from trt._results import AttemptResult
+
+# Modules loaded from a path, keyed by that path: a file is executed once per
+# trt process, however many tasks and attempts use it, as an import would be.
+_loaded_files: dict[str, ModuleType] = {}
+
+
+def _package_dir(module: ModuleType) -> str:
+    return str(Path(module.__file__ or "").parent) + os.sep
+
+
+# Frames from these folders are machinery, not the user's code.
+_HIDDEN_PREFIXES = (
+    _package_dir(trio),
+    _package_dir(sys.modules["outcome"]),
+    str(Path(__file__).parent) + os.sep,
+)
+
+
+class _LoadError(Exception):
+    """The export could not be found; becomes a ``spawn_error`` result."""
+
+
+async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptResult:
+    """Run one attempt of a function task and return its result.
+
+    Args:
+        task: names the module and the export to call.
+        context: the attempt's number and its timing.
+
+    Returns:
+        ``success`` when the call (and any awaitable it returned) finished;
+        ``failed`` with ``thrown`` when the call raised, ``rejected`` when
+        the awaitable raised, or ``spawn_error`` when the export could not
+        be loaded.
+    """
+    try:
+        function = _load(task)
+    except _LoadError as exc:
+        cause = exc.__cause__
+        stack = None
+        if cause is not None:
+            stack = "".join(traceback.format_exception(cause))
+        error = TaskError(kind="spawn_error", message=str(exc), stack=stack)
+        return _finish(task, context, error)
+
+    task_context = TaskContext(task.id, context.attempt, task.metadata)
+    context.task_context = task_context
+    try:
+        failure = await _call(function, task_context)
+    except trio.Cancelled:
+        task_context.request_cancel()
+        raise
+    return _finish(task, context, failure)
+
+
+async def _call(
+    function: Callable[..., Any], task_context: TaskContext
+) -> TaskError | None:
+    """Call ``function``; return the failure, or None when it succeeded."""
+    if _is_async(function):
+        try:
+            awaitable = function(task_context)
+        except Exception as exc:
+            return _error("thrown", exc)
+    else:
+        # Limitation: a sync function that never returns keeps its worker
+        # thread after a timeout or cancellation; trt stops waiting for it
+        # and sets task_context.cancel_requested, but Python cannot kill a
+        # thread, so only functions that check the flag really stop.
+        try:
+            awaitable = await trio.to_thread.run_sync(
+                function, task_context, abandon_on_cancel=True
+            )
+        except Exception as exc:
+            return _error("thrown", exc)
+        if not inspect.isawaitable(awaitable):
+            return None
+    try:
+        await awaitable
+    except Exception as exc:
+        return _error("rejected", exc)
+    return None
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(function):
+        return True
+    call = getattr(function, "__call__", None)  # noqa: B004 - callable objects
+    return inspect.iscoroutinefunction(call)
+
+
+def _error(kind: str, exc: BaseException) -> TaskError:
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return TaskError(kind=kind, message=message, stack=_user_stack(exc))
+
+
+def _user_stack(exc: BaseException) -> str:
+    """Format the traceback without trt's and trio's own frames.
+
+    The user wants to see where their function failed; the frames of the
+    thread hop and of this module only push that out of view.
+    """
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith(_HIDDEN_PREFIXES)
+    ]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(exc)
+    return "".join(lines)
+
+
+def _finish(
+    task: FunctionTask, context: AttemptContext, error: TaskError | None
+) -> AttemptResult:
+    status = "success" if error is None else "failed"
+    return context.result(
+        task,
+        status,
+        error,
+        ended_clock=trio.current_time(),
+        ended_at=utc_now(),
+    )
+
+
+def _load(task: FunctionTask) -> Callable[..., Any]:
+    """Import the task's module (once) and return its export."""
+    try:
+        if task.module_path is not None:
+            module = _load_file(task.module_path)
+        else:
+            module = importlib.import_module(task.module)
+    except Exception as exc:
+        message = f"cannot import {task.module!r}: {type(exc).__name__}: {exc}"
+        raise _LoadError(message) from exc
+    function = getattr(module, task.export, None)
+    if function is None:
+        message = f"module {task.module!r} has no attribute {task.export!r}"
+        raise _LoadError(message)
+    if not callable(function):
+        kind = type(function).__name__
+        message = f"{task.module}:{task.export} is a {kind}, not a callable"
+        raise _LoadError(message)
+    return function  # type: ignore[no-any-return]
+
+
+def _load_file(path: str) -> ModuleType:
+    module = _loaded_files.get(path)
+    if module is not None:
+        return module
+    # A private, unique module name: two task folders may both hold a
+    # jobs.py, and neither must shadow a real module of that name.
+    digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:12]
+    name = f"_trt_task_{Path(path).stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        message = f"cannot load {path!r} as a Python module"
+        raise ImportError(message)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    _loaded_files[path] = module
+    return module

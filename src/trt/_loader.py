@@ -1,0 +1,416 @@
+"""Read a task file, report every problem in it, and build the task model.
+
+Validation runs field by field against the structs in ``_spec`` rather than
+decoding the whole document in one call: msgspec stops at the first error,
+and a user fixing a file wants every problem in one pass. Relations between
+tasks (duplicates, missing or self dependencies, cycles) are checked only
+once every id is known. This module imports no trio, so ``trt validate``
+starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from trt._exceptions import TaskFileError
+from trt._model import (
+    CommandTask,
+    FunctionTask,
+    RetryPolicy,
+    Task,
+    TaskGraph,
+    frozen_mapping,
+)
+from trt._spec import (
+    ENV_NAME_PATTERN,
+    TASK_KINDS,
+    AnyTaskSpec,
+    FunctionTaskSpec,
+    TaskFileSpec,
+)
+
+# Long values are cut in messages so one bad field cannot flood the terminal.
+MAX_SHOWN_VALUE: Final = 60
+
+_TOP_FIELDS: Final = {f.encode_name: f for f in msgspec.structs.fields(TaskFileSpec)}
+_MSGSPEC_PATH = re.compile(
+    r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S
+)
+
+
+def load_task_file(path: str | os.PathLike[str]) -> TaskGraph:
+    """Read, validate and normalize the task file at ``path``.
+
+    Args:
+        path: a ``.json`` (or ``.toml``) task file.
+
+    Returns:
+        The scheduler-ready task graph, tasks in file order.
+
+    Raises:
+        TaskFileError: when the file cannot be read or parsed, or when any
+            field or relation is invalid; it lists every problem found.
+    """
+    shown = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise TaskFileError(
+            shown, [f"{shown}: cannot read the file: {reason}"]
+        ) from None
+    raw = _parse(shown, data)
+    base_dir = Path(path).resolve().parent
+    return build_graph(raw, source=shown, base_dir=base_dir)
+
+
+def _parse(shown: str, data: bytes) -> Any:
+    """Decode the document without a schema, wrapping syntax errors."""
+    if shown.endswith(".toml"):
+        import tomllib
+
+        try:
+            return tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            problem = f"{shown}: invalid TOML: {exc}"
+            raise TaskFileError(shown, [problem]) from None
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise TaskFileError(shown, [_json_error(shown, data, exc)]) from None
+
+
+def _json_error(shown: str, data: bytes, exc: msgspec.DecodeError) -> str:
+    """Turn msgspec's byte offset into the line and column editors show."""
+    message = str(exc)
+    found = re.search(r"\(byte (\d+)\)$", message)
+    if found is None:
+        return f"{shown}: invalid JSON: {message}"
+    offset = int(found.group(1))
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    reason = message[: found.start()].rstrip()
+    reason = reason.removeprefix("JSON is malformed: ")
+    return f"{shown}:{line}:{column}: invalid JSON: {reason}"
+
+
+def build_graph(raw: Any, *, source: str, base_dir: Path) -> TaskGraph:
+    """Validate a decoded document and build the task graph from it.
+
+    Args:
+        raw: the document as plain Python objects (dicts, lists, scalars).
+        source: how to name the file in messages.
+        base_dir: the folder relative ``cwd`` and module paths start from.
+
+    Returns:
+        The normalized graph.
+
+    Raises:
+        TaskFileError: listing every problem when anything is invalid.
+    """
+    checker = _Checker(source)
+    specs = checker.check_document(raw)
+    checker.check_relations(specs)
+    checker.check_module_files(specs, base_dir)
+    if checker.problems:
+        raise TaskFileError(source, checker.problems)
+    tasks = tuple(_normalize(index, spec, base_dir) for index, spec in specs)
+    metadata = raw.get("metadata", {})
+    return TaskGraph(tasks, source=source, metadata=metadata)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    if len(text) > MAX_SHOWN_VALUE:
+        text = text[: MAX_SHOWN_VALUE - 3] + "..."
+    return text
+
+
+class _Checker:
+    """Collects problems; each message names file, place, field and value."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def add(self, path: str, message: str, *, task_id: str | None = None) -> None:
+        where = f"{self.source}: {path}"
+        if task_id is not None:
+            where += f" (task {task_id!r})"
+        self.problems.append(f"{where}: {message}")
+
+    def check_document(self, raw: Any) -> list[tuple[int, AnyTaskSpec]]:
+        if not isinstance(raw, dict):
+            found = type(raw).__name__
+            self.add("$", f"expected an object with version and tasks, got {found}")
+            return []
+        for key in raw:
+            if key not in _TOP_FIELDS:
+                self.add(f"$.{key}", f"unknown field {key!r}")
+        for name, info in _TOP_FIELDS.items():
+            if name == "tasks":
+                continue
+            if name in raw:
+                self._convert(raw[name], info.type, f"$.{name}")
+            elif info.required:
+                self.add(f"$.{name}", "required field is missing")
+        tasks = raw.get("tasks")
+        if tasks is None:
+            self.add("$.tasks", "required field is missing")
+            return []
+        if not isinstance(tasks, list):
+            self.add("$.tasks", f"expected an array of tasks, got {_shown(tasks)}")
+            return []
+        specs = []
+        for index, item in enumerate(tasks):
+            spec = self._check_task(index, item)
+            if spec is not None:
+                specs.append((index, spec))
+        return specs
+
+    def _check_task(self, index: int, item: Any) -> AnyTaskSpec | None:
+        path = f"$.tasks[{index}]"
+        if not isinstance(item, dict):
+            self.add(path, f"expected a task object, got {_shown(item)}")
+            return None
+        task_id = item.get("id") if isinstance(item.get("id"), str) else None
+        kind = item.get("type")
+        cls = TASK_KINDS.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            if "type" not in item:
+                message = "required field is missing"
+            else:
+                message = f"unknown task type {_shown(kind)}"
+            choices = " or ".join(repr(name) for name in TASK_KINDS)
+            self.add(f"{path}.type", f"{message}; expected {choices}", task_id=task_id)
+            return None
+
+        # Every field on its own, so that all of a task's problems surface.
+        before = len(self.problems)
+        fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+        for key, value in item.items():
+            if key == "type":
+                continue
+            if key not in fields:
+                hint = _did_you_mean(key, fields)
+                self.add(f"{path}.{key}", f"unknown field{hint}", task_id=task_id)
+                continue
+            if key == "env" and isinstance(value, dict):
+                self._check_env(value, f"{path}.env", task_id)
+                continue
+            self._convert(value, fields[key].type, f"{path}.{key}", task_id)
+        for name, info in fields.items():
+            if info.required and name not in item:
+                self.add(f"{path}.{name}", "required field is missing", task_id=task_id)
+        if len(self.problems) > before:
+            return None
+        return msgspec.convert(item, cls)
+
+    def _check_env(self, env: dict[Any, Any], path: str, task_id: str | None) -> None:
+        # Checked entry by entry: msgspec would name neither the bad key
+        # nor the variable whose value is wrong.
+        for name, value in env.items():
+            if not isinstance(name, str) or not re.match(ENV_NAME_PATTERN, name):
+                message = f"invalid variable name {_shown(name)}; no '=' or NUL allowed"
+                self.add(path, message, task_id=task_id)
+            elif not isinstance(value, str):
+                message = f"expected a string value; got {_shown(value)}"
+                self.add(f"{path}.{name}", message, task_id=task_id)
+
+    def _convert(
+        self, value: Any, type_: Any, path: str, task_id: str | None = None
+    ) -> None:
+        try:
+            msgspec.convert(value, type_)
+        except msgspec.ValidationError as exc:
+            path, message = _explain(str(exc), value, path)
+            self.add(path, message, task_id=task_id)
+
+    def check_relations(self, specs: Sequence[tuple[int, AnyTaskSpec]]) -> None:
+        seen: dict[str, int] = {}
+        for index, spec in specs:
+            if spec.id in seen:
+                first = seen[spec.id]
+                message = f"duplicate id {spec.id!r}; first used by $.tasks[{first}]"
+                self.add(f"$.tasks[{index}].id", message, task_id=spec.id)
+            else:
+                seen[spec.id] = index
+        graph: dict[str, list[str]] = {}
+        for index, spec in specs:
+            listed: set[str] = set()
+            for position, dep in enumerate(spec.depends_on):
+                place = f"$.tasks[{index}].dependsOn[{position}]"
+                if dep == spec.id:
+                    self.add(place, f"task depends on itself: {dep!r}", task_id=spec.id)
+                elif dep in listed:
+                    self.add(place, f"{dep!r} is listed twice", task_id=spec.id)
+                elif dep not in seen:
+                    hint = _did_you_mean(dep, seen)
+                    message = f"depends on unknown task {dep!r}{hint}"
+                    self.add(place, message, task_id=spec.id)
+                listed.add(dep)
+            graph.setdefault(spec.id, [])
+            graph[spec.id].extend(
+                d for d in dict.fromkeys(spec.depends_on) if d in seen and d != spec.id
+            )
+        for cycle in _find_cycles(graph, [spec.id for _, spec in specs]):
+            index = seen[cycle[0]]
+            path = " -> ".join([*cycle, cycle[0]])
+            self.add(
+                f"$.tasks[{index}].dependsOn",
+                f"dependency cycle: {path}",
+                task_id=cycle[0],
+            )
+
+    def check_module_files(
+        self, specs: Sequence[tuple[int, AnyTaskSpec]], base_dir: Path
+    ) -> None:
+        for index, spec in specs:
+            if isinstance(spec, FunctionTaskSpec) and _is_file_module(spec.module):
+                if not (base_dir / spec.module).is_file():
+                    self.add(
+                        f"$.tasks[{index}].module",
+                        f"no such file {spec.module!r} (looked in {base_dir})",
+                        task_id=spec.id,
+                    )
+
+
+def _explain(error: str, value: Any, path: str) -> tuple[str, str]:
+    """Reword a msgspec error as (full path, "expected ...; got VALUE")."""
+    found = _MSGSPEC_PATH.match(error)
+    assert found is not None  # the pattern matches any text
+    message = found.group("msg")
+    inner = found.group("path") or ""
+    # msgspec names a bad mapping key as "at `key` in `$.env`".
+    is_key = found.group("key") is not None
+    bad = _pick(value, inner)
+    message = re.sub(r", got `[^`]*`$", "", message)
+    if message.startswith("Invalid enum value"):
+        choices = _choices(path + inner)
+        message = f"expected one of {choices}" if choices else "unexpected value"
+        if bad == "canceled":
+            message += " (canceled work is never retried)"
+    else:
+        message = message[0].lower() + message[1:]
+    if is_key:
+        keys = [k for k in bad if isinstance(k, str)] if isinstance(bad, dict) else []
+        return path + inner, f"bad key: {message}; keys are {_shown(keys)}"
+    return path + inner, f"{message}; got {_shown(bad)}"
+
+
+def _choices(path: str) -> str:
+    """Name the allowed values of the enumerated field at ``path``."""
+    from typing import get_args
+
+    from trt._spec import RetryOn
+
+    if path.endswith(".version"):
+        return "1"
+    if ".retryOn[" in path:
+        return ", ".join(repr(choice) for choice in get_args(RetryOn))
+    return ""
+
+
+def _pick(value: Any, inner: str) -> Any:
+    """Follow a msgspec sub-path such as ``[2].name`` into ``value``."""
+    for step in re.findall(r"\[(\d+)\]|\.([^.\[]+)|\[([^\]]+)\]", inner):
+        index, key, other = step
+        try:
+            if index:
+                value = value[int(index)]
+            elif key or other:
+                value = value[key or other]
+        except (KeyError, IndexError, TypeError):
+            break
+    return value
+
+
+def _did_you_mean(name: str, known: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    if not close:
+        lowered = {key.lower(): key for key in known}
+        match = lowered.get(name.lower())
+        close = [match] if match else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _find_cycles(graph: Mapping[str, list[str]], order: list[str]) -> list[list[str]]:
+    """Return one path per cycle found, each starting at its first task.
+
+    Iterative depth-first search, so a chain of thousands of tasks cannot
+    exhaust Python's recursion limit.
+    """
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(graph, white)
+    cycles: list[list[str]] = []
+    for root in order:
+        if color[root] != white:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = []
+        color[root] = grey
+        path.append(root)
+        while stack:
+            node, position = stack[-1]
+            deps = graph[node]
+            if position < len(deps):
+                stack[-1] = (node, position + 1)
+                dep = deps[position]
+                if color[dep] == white:
+                    color[dep] = grey
+                    path.append(dep)
+                    stack.append((dep, 0))
+                elif color[dep] == grey:
+                    cycles.append(path[path.index(dep) :])
+            else:
+                color[node] = black
+                path.pop()
+                stack.pop()
+    return cycles
+
+
+def _is_file_module(module: str) -> bool:
+    return module.endswith(".py") or "/" in module or os.sep in module
+
+
+def _normalize(index: int, spec: AnyTaskSpec, base_dir: Path) -> Task:
+    """Resolve paths and defaults; the result no longer needs the file."""
+    cwd = None if spec.cwd is msgspec.UNSET else str(base_dir / spec.cwd)
+    retries = RetryPolicy()
+    if spec.retries is not msgspec.UNSET:
+        retry_on = spec.retries.retry_on
+        retries = RetryPolicy(
+            max_attempts=spec.retries.max_attempts,
+            backoff_ms=spec.retries.backoff_ms,
+            factor=float(spec.retries.factor),
+            retry_on=frozenset(() if retry_on is msgspec.UNSET else retry_on),
+        )
+    common: dict[str, Any] = {
+        "id": spec.id,
+        "index": index,
+        "cwd": cwd,
+        "env": frozen_mapping(spec.env),
+        "timeout_ms": None if spec.timeout_ms is msgspec.UNSET else spec.timeout_ms,
+        "retries": retries,
+        "depends_on": tuple(dict.fromkeys(spec.depends_on)),
+        "metadata": frozen_mapping(spec.metadata),
+    }
+    if isinstance(spec, FunctionTaskSpec):
+        module_path = None
+        if _is_file_module(spec.module):
+            module_path = str((base_dir / spec.module).resolve())
+        return FunctionTask(
+            module=spec.module,
+            module_path=module_path,
+            export=spec.export,
+            **common,
+        )
+    return CommandTask(argv=(spec.command, *spec.args), **common)

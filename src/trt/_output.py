@@ -1,0 +1,90 @@
+"""Where the children's output goes: through to trt's own stdout/stderr.
+
+Output is passed on as it arrives and only counted, never kept, so a task
+that prints gigabytes costs a bounded buffer. When several tasks can run at
+once, each line is prefixed with its task id, as ``parallel --tag`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final, final
+
+# A line longer than this is passed on in pieces rather than held whole,
+# which bounds memory for output with no newlines at all.
+MAX_LINE_BYTES: Final = 64 * 1024
+
+
+@final
+class OutputSink:
+    """Writes task output to two file descriptors, optionally tagged.
+
+    Writes are plain blocking ``os.write`` calls on trt's own descriptors;
+    a reader that went away (``trt run ... | head``) turns the sink off
+    instead of failing the run.
+    """
+
+    def __init__(self, *, prefix: bool, stdout_fd: int = 1, stderr_fd: int = 2):
+        self.prefix = prefix
+        self._fds = {"stdout": stdout_fd, "stderr": stderr_fd}
+        self._closed: set[str] = set()
+
+    def stream(self, task_id: str, name: str) -> StreamWriter:
+        """Return a writer for one task's ``stdout`` or ``stderr``."""
+        label = f"[{task_id}] ".encode() if self.prefix else None
+        return StreamWriter(self, name, label)
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write all of ``data`` to the named stream, unless it was closed."""
+        if name in self._closed:
+            return
+        fd = self._fds[name]
+        view = memoryview(data)
+        # Limitation: these writes block the event loop while the terminal
+        # or pipe is full, so a reader that stops reading (Ctrl-S, a stalled
+        # pager) pauses the whole run, timeouts included. A writer thread
+        # would fix that at the cost of a thread hop per chunk.
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError:
+            self._closed.add(name)
+
+
+@final
+class StreamWriter:
+    """Feeds one child stream into the sink, splitting lines when tagged."""
+
+    __slots__ = ("_label", "_name", "_pending", "_sink")
+
+    def __init__(self, sink: OutputSink, name: str, label: bytes | None) -> None:
+        self._sink = sink
+        self._name = name
+        self._label = label
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        """Pass on a chunk; with a label, only whole lines go out."""
+        if self._label is None:
+            self._sink.write(self._name, data)
+            return
+        data = self._pending + data
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            if len(data) < MAX_LINE_BYTES:
+                self._pending = data
+                return
+            # One huge line: pass it on in pieces so memory stays bounded.
+            complete, self._pending = data + b"\n", b""
+        else:
+            complete, self._pending = data[:end], data[end:]
+        label = self._label
+        lines = complete[:-1].split(b"\n")
+        self._sink.write(self._name, b"".join(label + line + b"\n" for line in lines))
+
+    def close(self) -> None:
+        """Flush a last line that had no newline."""
+        if self._label is not None and self._pending:
+            self._sink.write(self._name, self._label + self._pending + b"\n")
+            self._pending = b""

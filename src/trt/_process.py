@@ -1,0 +1,227 @@
+"""Run a command task as a child process in a process group of its own.
+
+Data flow for one attempt::
+
+    Popen(argv, process_group=0) ──stdout pipe──> pump ──> OutputSink
+                 │              └──stderr pipe──> pump ──> OutputSink
+                 └── pidfd readable ──> leader exited (still a zombie)
+
+The attempt ends when the leader has exited *and* both pipes reached EOF, so
+no output is lost. Only then is the group swept with SIGKILL (anything left
+in it is a stray this task started) and the leader reaped: keeping the
+leader a zombie until after the sweep pins the group id, so the sweep can
+never hit an unrelated process that reused the pid.
+
+Cancellation (a timeout or the run being stopped) sends SIGTERM to the whole
+group, then SIGKILL after the grace period, and waits until the leader is
+really gone before the cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import trio
+
+from trt._results import TaskError
+from trt._util import utc_now
+
+if TYPE_CHECKING:
+    from trt._executor import AttemptContext, AttemptProbe
+    from trt._model import CommandTask
+    from trt._output import StreamWriter
+    from trt._results import AttemptResult
+
+# Large reads keep the number of loop iterations low for chatty children;
+# the pipe buffer itself is 64 KiB on Linux.
+READ_SIZE = 65536
+
+HAVE_PIDFD = sys.platform == "linux" and hasattr(os, "pidfd_open")
+
+
+async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResult:
+    """Run one attempt of a command task and return its result.
+
+    Args:
+        task: the command to start; ``argv[0]`` is looked up on PATH.
+        context: the attempt's output sink, kill grace and probe.
+
+    Returns:
+        ``success`` on exit code 0, else ``failed`` with ``non_zero_exit``
+        or, when the program could not be started, ``spawn_error``.
+    """
+    probe = context.probe
+    env = None
+    if task.env:
+        env = {**os.environ, **task.env}
+
+    # Pipes are made here rather than by Popen so that the read ends can be
+    # handed straight to trio, which owns them from then on.
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        # Popen is called on the event loop's thread: on Linux it forks
+        # with vfork, which costs far less than the thread hop that
+        # trio.run_process makes for every spawn.
+        process = subprocess.Popen(  # noqa: ASYNC220 - vfork is cheap, see above
+            task.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out_write,
+            stderr=err_write,
+            cwd=task.cwd,
+            env=env,
+            process_group=0,
+        )
+    except OSError as exc:
+        os.close(out_read)
+        os.close(err_read)
+        return _finish(task, context, _spawn_error(task, exc))
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    probe.pid = process.pid
+
+    try:
+        stdout = context.output.stream(task.id, "stdout")
+        stderr = context.output.stream(task.id, "stderr")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pump, out_read, stdout, probe, "stdout")
+            nursery.start_soon(_pump, err_read, stderr, probe, "stderr")
+            await _wait_exited(process.pid)
+    except BaseException:
+        # Cancelled (timeout or run stop) or a bug: either way the group
+        # must be gone before we let go of it.
+        with trio.CancelScope(shield=True):
+            await _terminate_group(process, probe, context.kill_grace)
+        raise
+    _sweep_group(process.pid)
+    _reap(process, probe)
+
+    if process.returncode == 0:
+        return _finish(task, context, None)
+    if probe.signal is not None:
+        message = f"{task.argv[0]} was killed by {probe.signal}"
+    else:
+        message = f"{task.argv[0]} exited with code {probe.exit_code}"
+    return _finish(task, context, TaskError(kind="non_zero_exit", message=message))
+
+
+def _finish(
+    task: CommandTask, context: AttemptContext, error: TaskError | None
+) -> AttemptResult:
+    status = "success" if error is None else "failed"
+    return context.result(
+        task,
+        status,
+        error,
+        ended_clock=trio.current_time(),
+        ended_at=utc_now(),
+    )
+
+
+def _spawn_error(task: CommandTask, exc: OSError) -> TaskError:
+    reason = exc.strerror or str(exc)
+    if task.cwd is not None and isinstance(exc, FileNotFoundError | NotADirectoryError):
+        if exc.filename == task.cwd:
+            return TaskError(
+                kind="spawn_error",
+                message=f"cannot enter working folder {task.cwd!r}: {reason}",
+            )
+    return TaskError(
+        kind="spawn_error",
+        message=f"cannot start {task.argv[0]!r}: {reason}",
+    )
+
+
+async def _pump(fd: int, writer: StreamWriter, probe: AttemptProbe, name: str) -> None:
+    """Copy one pipe to the sink until EOF, counting bytes."""
+    stream = trio.lowlevel.FdStream(fd)
+    try:
+        count = 0
+        while True:
+            chunk = await stream.receive_some(READ_SIZE)
+            if not chunk:
+                break
+            count += len(chunk)
+            if name == "stdout":
+                probe.stdout_bytes = count
+            else:
+                probe.stderr_bytes = count
+            writer.feed(chunk)
+        writer.close()
+    finally:
+        await stream.aclose()
+
+
+async def _wait_exited(pid: int) -> None:
+    """Wait until the process has exited, without reaping it."""
+    if HAVE_PIDFD:
+        pidfd = os.pidfd_open(pid)
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            # wait_readable registered the fd with trio's I/O manager,
+            # which must forget it before the number can be reused.
+            trio.lowlevel.notify_closing(pidfd)
+            os.close(pidfd)
+    else:  # pragma: no cover - exercised only off Linux
+        flags = os.WEXITED | os.WNOWAIT
+        await trio.to_thread.run_sync(
+            os.waitid, os.P_PID, pid, flags, abandon_on_cancel=True
+        )
+
+
+def _sweep_group(pgid: int) -> None:
+    """SIGKILL whatever is left in the group; ESRCH means nothing was."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(process: subprocess.Popen[bytes], probe: AttemptProbe) -> None:
+    code = process.wait()
+    if code < 0:
+        probe.signal = signal.Signals(-code).name
+    else:
+        probe.exit_code = code
+
+
+async def _terminate_group(
+    process: subprocess.Popen[bytes], probe: AttemptProbe, grace: float
+) -> None:
+    """SIGTERM the group, SIGKILL it after ``grace`` seconds, then reap.
+
+    A leader that already exited (its pipes held open by a grandchild)
+    needs no SIGTERM: the sweep below ends the rest of its group.
+    """
+    if not _has_exited(process.pid):
+        probe.terminated_with = "SIGTERM"
+        probe.terminated_at = utc_now()
+        _signal_group(process.pid, signal.SIGTERM)
+        with trio.move_on_after(grace) as scope:
+            await _wait_exited(process.pid)
+        if scope.cancelled_caught:
+            probe.terminated_with = "SIGKILL"
+            probe.terminated_at = utc_now()
+            _signal_group(process.pid, signal.SIGKILL)
+            await _wait_exited(process.pid)
+    _sweep_group(process.pid)
+    _reap(process, probe)
+
+
+def _has_exited(pid: int) -> bool:
+    """Tell whether ``pid`` exited, leaving it unreaped."""
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+    return os.waitid(os.P_PID, pid, flags) is not None
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,386 @@
+"""The scheduler: runs a task graph under a concurrency limit.
+
+Design::
+
+    ready heap (file order) ──> worker 1..k ──> limiter ──> executor
+          ^                          │
+          │   dependents whose deps  │ result
+          └──── all succeeded <── _settle ──> blocked dependents (BFS)
+                                     │
+          backoff sleeper <── retry ─┘  (holds no slot while it waits)
+
+One nursery holds everything a run starts. There are as many workers as the
+limit allows attempts (never more than there are tasks); each pulls the
+next ready task, so the cost per task is one heap operation rather than one
+trio task. The ``trio.CapacityLimiter`` is what bounds attempts: a worker
+holds one token for exactly the span of an attempt, and the active count
+changes only in ``_run_attempt``. All bookkeeping happens on the event loop
+thread between checkpoints, so it needs no locks.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Final, final
+
+import msgspec
+import trio
+
+from trt._executor import AttemptContext, Executor, LocalExecutor
+from trt._model import BLOCKED, SUCCESS, TIMED_OUT, Task, TaskGraph
+from trt._output import OutputSink
+from trt._results import (
+    AttemptResult,
+    RunMetrics,
+    RunOptions,
+    RunResult,
+    TaskError,
+    TaskResult,
+)
+from trt._util import utc_now
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+PENDING: Final = "pending"
+QUEUED: Final = "queued"
+RUNNING: Final = "running"
+WAITING_RETRY: Final = "waiting_retry"
+
+
+@final
+class _TaskState:
+    """The scheduler's mutable view of one task during a run."""
+
+    __slots__ = (
+        "attempts",
+        "blocked_by",
+        "blocked_root",
+        "ended_at",
+        "ended_clock",
+        "queued_at",
+        "queued_clock",
+        "remaining",
+        "started_at",
+        "started_clock",
+        "status",
+        "task",
+    )
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.status = PENDING
+        # Dependencies that have not succeeded yet; at zero the task is ready.
+        self.remaining = len(task.depends_on)
+        self.attempts: list[AttemptResult] = []
+        self.queued_at: str | None = None
+        self.queued_clock: float | None = None
+        self.started_at: str | None = None
+        self.started_clock: float | None = None
+        self.ended_at: str | None = None
+        self.ended_clock: float | None = None
+        self.blocked_by: str | None = None
+        self.blocked_root: str | None = None
+
+
+@final
+class Runtime:
+    """Runs one task graph once and returns a :class:`RunResult`.
+
+    Args:
+        graph: the validated tasks.
+        options: concurrency, fallback timeout and kill grace.
+        executor: runs single attempts; defaults to local processes and
+            in-process function calls.
+        output: where command output goes; defaults to trt's own stdout
+            and stderr, tagged by task id when more than one task can run.
+    """
+
+    def __init__(
+        self,
+        graph: TaskGraph,
+        options: RunOptions | None = None,
+        *,
+        executor: Executor | None = None,
+        output: OutputSink | None = None,
+    ) -> None:
+        self.graph = graph
+        self.options = options or RunOptions()
+        if self.options.concurrency < 1:
+            message = (
+                f"concurrency must be at least 1, got {self.options.concurrency!r}"
+            )
+            raise ValueError(message)
+        self.executor: Executor = executor or LocalExecutor()
+        self.output = output or OutputSink(prefix=self.options.concurrency > 1)
+        self.run_id = uuid.uuid4().hex
+        self._states = {task.id: _TaskState(task) for task in graph}
+        self._ready: list[tuple[int, _TaskState]] = []
+        self._lot = trio.lowlevel.ParkingLot()
+        self._limiter = trio.CapacityLimiter(self.options.concurrency)
+        self._unfinished = len(graph)
+        self._active = 0
+        self._max_active = 0
+        self._queue_length_max = 0
+        self._retry_count = 0
+        self._ran = False
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def active_count(self) -> int:
+        """Return how many attempts are running right now."""
+        return self._active
+
+    async def run(self) -> RunResult:
+        """Run every task to a terminal state and return the result.
+
+        Raises:
+            RuntimeError: when called a second time; a runtime runs once.
+        """
+        if self._ran:
+            message = "this runtime has already run; build a new one"
+            raise RuntimeError(message)
+        self._ran = True
+        started_at = utc_now()
+        started_clock = trio.current_time()
+
+        for state in self._states.values():
+            if state.remaining == 0:
+                self._enqueue(state)
+        if self._unfinished:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                workers = min(self.options.concurrency, len(self.graph))
+                for _ in range(workers):
+                    nursery.start_soon(self._worker)
+
+        duration_ms = (trio.current_time() - started_clock) * 1000
+        return self._result(started_at, utc_now(), duration_ms)
+
+    # -- queue -----------------------------------------------------------
+
+    def _enqueue(self, state: _TaskState) -> None:
+        state.status = QUEUED
+        if state.queued_clock is None:
+            state.queued_at = utc_now()
+            state.queued_clock = trio.current_time()
+        heapq.heappush(self._ready, (state.task.index, state))
+        self._queue_length_max = max(self._queue_length_max, len(self._ready))
+        self._lot.unpark()
+
+    async def _worker(self) -> None:
+        while True:
+            while not self._ready:
+                if self._unfinished == 0:
+                    return
+                await self._lot.park()
+            _, state = heapq.heappop(self._ready)
+            async with self._limiter:
+                await self._run_attempt(state)
+
+    # -- one attempt -----------------------------------------------------
+
+    async def _run_attempt(self, state: _TaskState) -> None:
+        task = state.task
+        attempt = len(state.attempts) + 1
+        now_clock = trio.current_time()
+        now = utc_now()
+        if state.started_clock is None:
+            state.started_at = now
+            state.started_clock = now_clock
+        state.status = RUNNING
+        context = AttemptContext(
+            attempt=attempt,
+            output=self.output,
+            started_at=now,
+            started_clock=now_clock,
+            kill_grace=self.options.kill_grace_ms / 1000,
+        )
+        timeout_ms = task.timeout_ms or self.options.timeout_ms
+        deadline = math.inf if timeout_ms is None else now_clock + timeout_ms / 1000
+
+        self._active += 1
+        self._max_active = max(self._max_active, self._active)
+        try:
+            with trio.move_on_at(deadline) as scope:
+                result = await self.executor.run_task(task, context)
+        finally:
+            self._active -= 1
+        if scope.cancelled_caught:
+            result = self._timed_out(task, context, timeout_ms)
+        elif timeout_ms is not None:
+            result = msgspec.structs.replace(result, timeout_ms=timeout_ms)
+
+        policy = task.retries
+        kind = result.error.kind if result.error else None
+        if (
+            result.status != SUCCESS
+            and attempt < policy.max_attempts
+            and policy.allows(result.status, kind)
+        ):
+            delay_ms = policy.delay_ms(attempt)
+            state.attempts.append(
+                msgspec.structs.replace(result, next_delay_ms=delay_ms)
+            )
+            state.status = WAITING_RETRY
+            self._retry_count += 1
+            assert self._nursery is not None
+            self._nursery.start_soon(self._retry_after, state, delay_ms)
+            return
+        state.attempts.append(result)
+        self._settle(state, result.status)
+
+    def _timed_out(
+        self, task: Task, context: AttemptContext, timeout_ms: int | None
+    ) -> AttemptResult:
+        if context.task_context is not None:
+            context.task_context.request_cancel()
+        error = TaskError(kind="timeout", message=f"timed out after {timeout_ms} ms")
+        result = context.result(
+            task,
+            TIMED_OUT,
+            error,
+            ended_clock=trio.current_time(),
+            ended_at=utc_now(),
+        )
+        return msgspec.structs.replace(
+            result,
+            timeout_ms=timeout_ms,
+            timed_out_at=context.probe.terminated_at or result.ended_at,
+        )
+
+    async def _retry_after(self, state: _TaskState, delay_ms: float) -> None:
+        # The sleeper holds no limiter token: a task in backoff must not
+        # keep another task from running.
+        await trio.sleep(delay_ms / 1000)
+        self._enqueue(state)
+
+    # -- endings ---------------------------------------------------------
+
+    def _settle(self, state: _TaskState, status: str) -> None:
+        """Record a final status and release or block the dependents."""
+        self._finish(state, status)
+        if status == SUCCESS:
+            for dependent_id in self.graph.dependents(state.task.id):
+                dependent = self._states[dependent_id]
+                dependent.remaining -= 1
+                if dependent.remaining == 0 and dependent.status == PENDING:
+                    self._enqueue(dependent)
+        else:
+            self._block_dependents(state)
+        if self._unfinished == 0:
+            self._lot.unpark_all()
+
+    def _finish(self, state: _TaskState, status: str) -> None:
+        state.status = status
+        state.ended_at = utc_now()
+        state.ended_clock = trio.current_time()
+        self._unfinished -= 1
+
+    def _block_dependents(self, root: _TaskState) -> None:
+        # Breadth first, so each blocked task names the nearest dependency
+        # on its way to the task that really failed.
+        todo = deque([root])
+        while todo:
+            current = todo.popleft()
+            for dependent_id in self.graph.dependents(current.task.id):
+                dependent = self._states[dependent_id]
+                if dependent.status != PENDING:
+                    continue
+                dependent.blocked_by = current.task.id
+                dependent.blocked_root = root.task.id
+                self._finish(dependent, BLOCKED)
+                todo.append(dependent)
+
+    # -- result ----------------------------------------------------------
+
+    def _result(self, started_at: str, ended_at: str, duration_ms: float) -> RunResult:
+        tasks = tuple(self._task_result(state) for state in self._states.values())
+        return RunResult(
+            run_id=self.run_id,
+            task_file=self.graph.source,
+            status="success" if all(t.status == SUCCESS for t in tasks) else "failed",
+            options=self.options,
+            started_at=started_at,
+            ended_at=ended_at,
+            tasks=tasks,
+            metrics=_metrics(
+                tasks,
+                max_active=self._max_active,
+                queue_length_max=self._queue_length_max,
+                retry_count=self._retry_count,
+                duration_ms=duration_ms,
+            ),
+        )
+
+    @staticmethod
+    def _task_result(state: _TaskState) -> TaskResult:
+        queue_ms = duration_ms = None
+        if state.started_clock is not None and state.queued_clock is not None:
+            queue_ms = round((state.started_clock - state.queued_clock) * 1000, 3)
+        if state.started_clock is not None and state.ended_clock is not None:
+            duration_ms = round((state.ended_clock - state.started_clock) * 1000, 3)
+        last = state.attempts[-1] if state.attempts else None
+        error = last.error if last is not None else None
+        if state.status == BLOCKED:
+            message = f"dependency {state.blocked_by!r} did not succeed"
+            if state.blocked_root != state.blocked_by:
+                message += f" (the chain starts at {state.blocked_root!r})"
+            error = TaskError(kind="blocked", message=message)
+        task = state.task
+        return TaskResult(
+            id=task.id,
+            type=task.kind,
+            status=state.status,
+            depends_on=task.depends_on,
+            attempts=tuple(state.attempts),
+            queued_at=state.queued_at,
+            started_at=state.started_at,
+            ended_at=state.ended_at,
+            queue_ms=queue_ms,
+            duration_ms=duration_ms,
+            blocked_by=state.blocked_by,
+            blocked_root=state.blocked_root,
+            error=error,
+            metadata=dict(task.metadata),
+        )
+
+
+def _metrics(
+    tasks: Sequence[TaskResult],
+    *,
+    max_active: int,
+    queue_length_max: int,
+    retry_count: int,
+    duration_ms: float,
+) -> RunMetrics:
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.status] = counts.get(task.status, 0) + 1
+    return RunMetrics(
+        task_count=len(tasks),
+        completed_count=counts.get("success", 0),
+        failed_count=counts.get("failed", 0),
+        blocked_count=counts.get("blocked", 0),
+        timed_out_count=counts.get("timed_out", 0),
+        canceled_count=counts.get("canceled", 0),
+        retry_count=retry_count,
+        max_active=max_active,
+        queue_length_max=queue_length_max,
+        duration_ms=round(duration_ms, 3),
+    )
+
+
+async def run_graph(
+    graph: TaskGraph,
+    options: RunOptions | None = None,
+    *,
+    executor: Executor | None = None,
+    output: OutputSink | None = None,
+) -> RunResult:
+    """Run ``graph`` inside the current trio program and return the result."""
+    runtime = Runtime(graph, options, executor=executor, output=output)
+    return await runtime.run()

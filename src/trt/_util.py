@@ -1,0 +1,38 @@
+"""Small helpers shared by the runtime and the report writers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def utc_now() -> str:
+    """Return the wall-clock time as ISO 8601 with milliseconds, in UTC."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a reader never sees a torn file.
+
+    The bytes go to a temporary file in the same folder (a rename is only
+    atomic within one file system), are fsynced, and the file is renamed
+    over the old one; the folder is fsynced so the rename survives a crash.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -1,0 +1,35 @@
+"""Function tasks used by the fixtures in this folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+
+def succeed(context: Any) -> str:
+    """Return at once: the plainest successful sync task."""
+    return f"hello from {context.task_id}"
+
+
+async def succeed_later(context: Any) -> str:
+    """Succeed after a short sleep on the event loop."""
+    await trio.sleep(0.05)
+    return f"{context.task_id} done"
+
+
+def raise_now(context: Any) -> None:
+    """Fail when called: trt reports the kind 'thrown'."""
+    message = f"{context.task_id} fails on purpose"
+    raise ValueError(message)
+
+
+async def raise_later(context: Any) -> None:
+    """Fail inside the awaitable: trt reports the kind 'rejected'."""
+    await trio.sleep(0.01)
+    message = f"{context.task_id} fails on purpose, later"
+    raise RuntimeError(message)
+
+
+async def noop(context: Any) -> None:
+    """Do nothing; used to measure trt's own cost per task."""
