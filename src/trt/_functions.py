@@ -99,8 +99,10 @@ async def _call(
         # and sets task_context.cancel_requested, but Python cannot kill a
         # thread, so only functions that check the flag really stop.
         try:
-            awaitable = await trio.to_thread.run_sync(
-                function, task_context, abandon_on_cancel=True
+            # Boxed in a tuple: trio refuses a thread function that returns
+            # a coroutine, but a sync function may legitimately do so.
+            (awaitable,) = await trio.to_thread.run_sync(
+                lambda: (function(task_context),), abandon_on_cancel=True
             )
         except Exception as exc:
             return _error("thrown", exc)

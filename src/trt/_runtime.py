@@ -173,12 +173,16 @@ class Runtime:
 
     async def _worker(self) -> None:
         while True:
-            while not self._ready:
-                if self._unfinished == 0:
-                    return
-                await self._lot.park()
-            _, state = heapq.heappop(self._ready)
+            # The token is taken before the pop, and nothing between the pop
+            # and the start of the attempt yields: otherwise two workers
+            # freed at the same instant could start their tasks out of file
+            # order, since trio runs ready tasks in no fixed order.
             async with self._limiter:
+                while not self._ready:
+                    if self._unfinished == 0:
+                        return
+                    await self._lot.park()
+                _, state = heapq.heappop(self._ready)
                 await self._run_attempt(state)
 
     # -- one attempt -----------------------------------------------------

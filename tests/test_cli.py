@@ -1,0 +1,290 @@
+"""End-to-end tests of the ``trt`` command line, in child interpreters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import trt
+from tests.conftest import TASKS, WriteTasks, command, run_cli
+
+
+class TestHelp:
+    @pytest.mark.parametrize(
+        "args",
+        [[], ["--help"], ["-h"], ["help"]],
+        ids=["bare", "long", "short", "word"],
+    )
+    def test_overview_exits_zero(self, args: list[str]) -> None:
+        done = run_cli(*args)
+
+        assert done.returncode == 0
+        assert done.stdout.startswith("trt - run a file of tasks")
+        assert "trt run FILE [flags]" in done.stdout
+        assert "--concurrency N" in done.stdout
+        assert done.stderr == ""
+
+    def test_run_help_comes_before_reading_the_file(self, tmp_path: Path) -> None:
+        done = run_cli("run", str(tmp_path / "missing.json"), "--help")
+
+        assert done.returncode == 0
+        assert "usage: trt run" in done.stdout
+        assert "--concurrency N" in done.stdout
+
+    def test_help_imports_neither_trio_nor_msgspec(self) -> None:
+        code = (
+            "import sys, io, contextlib\n"
+            "from trt._cli._main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--help'])\n"
+            "print(sorted(m for m in ('trio', 'msgspec') if m in sys.modules))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+
+        assert done.stdout.strip() == "[]"
+
+    def test_validate_does_not_import_trio(self) -> None:
+        code = (
+            "import sys, io, contextlib\n"
+            "from trt._cli._main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['validate', {str(TASKS / 'dag.json')!r}])\n"
+            "print('trio' in sys.modules)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+
+        assert done.stdout.strip() == "False"
+
+
+class TestBadUsage:
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (
+                ["--concurrency", "0"],
+                "--concurrency: expected a positive integer, got '0'",
+            ),
+            (
+                ["--concurrency", "-1"],
+                "--concurrency: expected a positive integer, got '-1'",
+            ),
+            (
+                ["--concurrency", "1.5"],
+                "--concurrency: expected a positive integer, got '1.5'",
+            ),
+            (
+                ["--concurrency", "abc"],
+                "--concurrency: expected a positive integer, got 'abc'",
+            ),
+            (
+                ["--concurrency=-3"],
+                "--concurrency: expected a positive integer, got '-3'",
+            ),
+            (["--concurrency"], "--concurrency: missing value"),
+            (["--timeout", "-5"], "--timeout: expected a positive integer, got '-5'"),
+            (["--frobnicate"], "unknown flag '--frobnicate' for trt run"),
+            (["--frob=1"], "unknown flag '--frob' for trt run"),
+            (["extra.json"], "unexpected argument 'extra.json' for trt run"),
+        ],
+        ids=[
+            "zero",
+            "negative",
+            "fraction",
+            "word",
+            "equals-negative",
+            "missing",
+            "negative-timeout",
+            "unknown",
+            "unknown-with-value",
+            "second-file",
+        ],
+    )
+    def test_refused_with_one_line_and_exit_2(
+        self, args: list[str], message: str
+    ) -> None:
+        done = run_cli("run", str(TASKS / "dag.json"), *args)
+
+        assert done.returncode == 2
+        assert done.stderr == f"trt: error: {message}\n"
+        assert done.stdout == ""
+
+    def test_missing_file_argument(self) -> None:
+        done = run_cli("run")
+
+        assert done.returncode == 2
+        assert done.stderr == "trt: error: the following arguments are required: FILE\n"
+
+    def test_unknown_top_level_flag(self) -> None:
+        done = run_cli("--frobnicate")
+
+        assert done.returncode == 2
+        assert (
+            done.stderr == "trt: error: unknown flag '--frobnicate' (try: trt --help)\n"
+        )
+
+    def test_flags_may_come_before_the_file(self, tmp_path: Path) -> None:
+        done = run_cli(
+            "run",
+            "--concurrency",
+            "2",
+            "--reports-dir",
+            str(tmp_path),
+            str(TASKS / "dag.json"),
+        )
+
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "latest.json").exists()
+
+
+class TestValidate:
+    def test_prints_count_and_ids(self) -> None:
+        done = run_cli("validate", str(TASKS / "dag.json"))
+
+        assert done.returncode == 0
+        lines = done.stdout.splitlines()
+        assert lines[0] == f"{TASKS / 'dag.json'}: valid, 5 tasks"
+        assert lines[1:] == ["fetch", "build-lib", "build-docs", "test", "package"]
+
+    def test_invalid_file_lists_every_problem_without_traceback(self) -> None:
+        path = TASKS / "invalid" / "many-problems.json"
+
+        done = run_cli("validate", str(path))
+
+        assert done.returncode == 2
+        assert "Traceback" not in done.stderr
+        lines = done.stderr.splitlines()
+        assert lines[0] == f"trt: error: {path}: 5 problems"
+        assert f"{path}: $.tasks[1].timeoutMs (task 'bad one'): " in lines[2]
+        assert lines[2].endswith("got -5")
+        assert len(lines) == 6
+
+    def test_run_refuses_an_invalid_file_before_running(
+        self, write_tasks: WriteTasks, tmp_path: Path
+    ) -> None:
+        marker = tmp_path / "ran"
+        path = write_tasks(
+            command("first", "touch", str(marker)),
+            command("second", "true", dependsOn=["ghost"]),
+        )
+
+        done = run_cli("run", str(path), "--reports-dir", str(tmp_path / "r"))
+
+        assert done.returncode == 2
+        assert "depends on unknown task 'ghost'" in done.stderr
+        assert not marker.exists()
+        assert not (tmp_path / "r").exists()
+
+
+def test_schema_prints_the_generated_json_schema() -> None:
+    done = run_cli("schema")
+
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == trt.json_schema()
+
+
+class TestRun:
+    def test_mixed_results_fail_with_report(self, tmp_path: Path) -> None:
+        done = run_cli(
+            "run",
+            str(TASKS / "mixed-results.json"),
+            "--concurrency",
+            "3",
+            "--reports-dir",
+            str(tmp_path),
+        )
+
+        assert done.returncode == 1
+        report = json.loads((tmp_path / "latest.json").read_text())
+        tasks = {task["id"]: task for task in report["tasks"]}
+        kinds = {
+            task_id: task["error"]["kind"] if task["error"] else None
+            for task_id, task in tasks.items()
+        }
+        assert kinds == {
+            "ok-command": None,
+            "ok-sync-function": None,
+            "ok-async-function": None,
+            "exit-three": "non_zero_exit",
+            "missing-program": "spawn_error",
+            "sync-raises": "thrown",
+            "async-raises": "rejected",
+            "after-exit-three": "blocked",
+            "after-after": "blocked",
+            "after-successes": None,
+        }
+        assert tasks["exit-three"]["attempts"][0]["process"]["exitCode"] == 3
+        assert tasks["exit-three"]["attempts"][0]["process"]["stderrBytes"] == 19
+        assert tasks["after-after"]["blockedBy"] == "after-exit-three"
+        assert tasks["after-after"]["blockedRoot"] == "exit-three"
+        assert report["status"] == "failed"
+        assert report["options"]["concurrency"] == 3
+        assert report["metrics"] == report["metrics"] | {
+            "taskCount": 10,
+            "completedCount": 4,
+            "failedCount": 4,
+            "blockedCount": 2,
+            "retryCount": 0,
+        }
+        assert 1 <= report["metrics"]["maxActive"] <= 3
+        assert "[ok-command] hello from a command" in done.stdout
+        assert "[exit-three] failing on purpose" in done.stderr
+        assert "trt: failed: 10 tasks, 4 succeeded, 4 failed, 2 blocked" in done.stderr
+
+    def test_delays_succeed_with_full_report(self, tmp_path: Path) -> None:
+        done = run_cli(
+            "run",
+            str(TASKS / "one-hundred-delays.json"),
+            "--concurrency",
+            "20",
+            "--reports-dir",
+            str(tmp_path),
+        )
+
+        assert done.returncode == 0, done.stderr
+        report = json.loads((tmp_path / "latest.json").read_text())
+        assert set(report) == {
+            "runId",
+            "taskFile",
+            "status",
+            "options",
+            "startedAt",
+            "endedAt",
+            "tasks",
+            "metrics",
+        }
+        assert report["status"] == "success"
+        assert report["metrics"]["maxActive"] == 20
+        assert report["metrics"]["completedCount"] == 100
+        first = report["tasks"][0]
+        assert set(first) >= {"queuedAt", "startedAt", "endedAt", "queueMs", "attempts"}
+        process = first["attempts"][0]["process"]
+        assert process["exitCode"] == 0
+        assert process["pid"] > 0
+        assert first["attempts"][0]["elapsedMs"] >= 100
+
+    def test_bare_file_means_run(self, tmp_path: Path) -> None:
+        done = run_cli(str(TASKS / "dag.json"), "--reports-dir", str(tmp_path))
+
+        assert done.returncode == 0, done.stderr
+        report = json.loads((tmp_path / "latest.json").read_text())
+        ends = {task["id"]: task["endedAt"] for task in report["tasks"]}
+        starts = {task["id"]: task["startedAt"] for task in report["tasks"]}
+        assert starts["package"] >= max(ends["test"], ends["build-docs"])
+        assert starts["build-lib"] >= ends["fetch"]
+
+    def test_single_concurrency_output_is_untagged(
+        self, write_tasks: WriteTasks, tmp_path: Path
+    ) -> None:
+        path = write_tasks(command("say", "echo", "plain"))
+
+        done = run_cli("run", str(path), "--reports-dir", str(tmp_path))
+
+        assert done.stdout == "plain\n"

@@ -1,0 +1,164 @@
+"""Contract tests for function tasks, with real modules on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+import trt
+from tests.conftest import WriteTasks, function
+from tests.test_process import make_context
+
+JOBS = """
+import threading
+import trio
+
+seen = []
+
+def record(context):
+    seen.append((context.task_id, context.attempt, dict(context.metadata)))
+    return threading.current_thread() is threading.main_thread()
+
+async def record_async(context):
+    await trio.sleep(0)
+    seen.append((context.task_id, context.attempt, dict(context.metadata)))
+
+def raise_now(context):
+    raise KeyError("missing")
+
+async def raise_later(context):
+    await trio.sleep(0)
+    raise RuntimeError("later")
+
+def returns_awaitable(context):
+    return raise_later(context)
+
+async def forever(context):
+    await trio.sleep_forever()
+
+NOT_CALLABLE = 3
+"""
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> Path:
+    path = tmp_path / "jobs.py"
+    path.write_text(JOBS)
+    return path
+
+
+async def run_export(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, export: str, **fields: object
+) -> trt.AttemptResult:
+    graph = trt.load_task_file(write_tasks(function("f", "jobs.py", export, **fields)))
+    with trio.fail_after(10):
+        return await trt.run_task(graph.tasks[0], make_context(quiet_output, attempt=2))
+
+
+async def test_sync_function_gets_a_context(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, jobs: Path
+) -> None:
+    result = await run_export(write_tasks, quiet_output, "record", metadata={"k": 1})
+
+    assert result.status == "success"
+    assert result.process is None
+    module = next(m for name, m in __import__("sys").modules.items() if "jobs" in name)
+    assert module.seen == [("f", 2, {"k": 1})]
+
+
+async def test_async_function_runs_on_the_loop(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, jobs: Path
+) -> None:
+    result = await run_export(write_tasks, quiet_output, "record_async")
+
+    assert result.status == "success"
+
+
+@pytest.mark.parametrize(
+    ("export", "kind", "message"),
+    [
+        ("raise_now", "thrown", "KeyError: 'missing'"),
+        ("raise_later", "rejected", "RuntimeError: later"),
+        ("returns_awaitable", "rejected", "RuntimeError: later"),
+        ("absent", "spawn_error", "module 'jobs.py' has no attribute 'absent'"),
+        (
+            "NOT_CALLABLE",
+            "spawn_error",
+            "jobs.py:NOT_CALLABLE is a int, not a callable",
+        ),
+    ],
+    ids=[
+        "sync-raises",
+        "async-raises",
+        "sync-returns-failing-awaitable",
+        "missing-export",
+        "not-callable",
+    ],
+)
+async def test_failure_kinds(
+    write_tasks: WriteTasks,
+    quiet_output: trt.OutputSink,
+    jobs: Path,
+    export: str,
+    kind: str,
+    message: str,
+) -> None:
+    result = await run_export(write_tasks, quiet_output, export)
+
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.kind, result.error.message) == (kind, message)
+
+
+async def test_stack_shows_the_users_frame_only(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, jobs: Path
+) -> None:
+    result = await run_export(write_tasks, quiet_output, "raise_later")
+
+    assert result.error is not None
+    assert result.error.stack is not None
+    stack = result.error.stack
+    assert f'File "{jobs}"' in stack
+    assert "trio" not in stack.replace("trio.sleep", "")
+    assert stack.endswith("RuntimeError: later\n")
+
+
+async def test_import_error_is_a_spawn_error(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    (tmp_path / "jobs.py").write_text("raise ImportError('broken module')\n")
+
+    result = await run_export(write_tasks, quiet_output, "anything")
+
+    assert result.error is not None
+    assert result.error.kind == "spawn_error"
+    assert result.error.message == "cannot import 'jobs.py': ImportError: broken module"
+
+
+async def test_dotted_module_is_imported(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink
+) -> None:
+    path = write_tasks(function("f", "tests.fixture_jobs", "succeed"))
+    graph = trt.load_task_file(path)
+
+    result = await trt.run_task(graph.tasks[0], make_context(quiet_output))
+
+    assert result.status == "success"
+
+
+async def test_cancel_reaches_async_function(
+    write_tasks: WriteTasks,
+    quiet_output: trt.OutputSink,
+    jobs: Path,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    graph = trt.load_task_file(write_tasks(function("f", "jobs.py", "forever")))
+    context = make_context(quiet_output)
+
+    with trio.move_on_after(5):
+        await trt.run_task(graph.tasks[0], context)
+
+    assert context.task_context is not None
+    assert context.task_context.cancel_requested
