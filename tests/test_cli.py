@@ -120,7 +120,9 @@ class TestBadUsage:
         done = run_cli("run")
 
         assert done.returncode == 2
-        assert done.stderr == "trt: error: the following arguments are required: FILE\n"
+        assert done.stderr == (
+            "trt: error: trt run: missing FILE (the task file to read)\n"
+        )
 
     def test_unknown_top_level_flag(self) -> None:
         done = run_cli("--frobnicate")

@@ -10,10 +10,10 @@ starts fast.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -38,7 +38,6 @@ from trt._spec import (
 # Long values are cut in messages so one bad field cannot flood the terminal.
 MAX_SHOWN_VALUE: Final = 60
 
-_TOP_FIELDS: Final = {f.encode_name: f for f in msgspec.structs.fields(TaskFileSpec)}
 _MSGSPEC_PATH = re.compile(
     r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S
 )
@@ -59,15 +58,37 @@ def load_task_file(path: str | os.PathLike[str]) -> TaskGraph:
     """
     shown = os.fspath(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise TaskFileError(
             shown, [f"{shown}: cannot read the file: {reason}"]
         ) from None
+    base_dir = os.path.dirname(os.path.realpath(path))
+    if not shown.endswith(".toml"):
+        # Fast path: one C-level decode validates a correct file entirely;
+        # only a file with problems pays for the field-by-field pass.
+        try:
+            spec = msgspec.json.decode(data, type=TaskFileSpec)
+        except msgspec.DecodeError:
+            pass
+        else:
+            return _graph_from_spec(spec, source=shown, base_dir=base_dir)
     raw = _parse(shown, data)
-    base_dir = Path(path).resolve().parent
     return build_graph(raw, source=shown, base_dir=base_dir)
+
+
+def _graph_from_spec(spec: TaskFileSpec, *, source: str, base_dir: str) -> TaskGraph:
+    """Check relations of an already well-formed document and build the graph."""
+    specs = list(enumerate(spec.tasks))
+    checker = _Checker(source)
+    checker.check_relations(specs)
+    checker.check_module_files(specs, base_dir)
+    if checker.problems:
+        raise TaskFileError(source, checker.problems)
+    tasks = tuple(_normalize(index, task, base_dir) for index, task in specs)
+    return TaskGraph(tasks, source=source, metadata=spec.metadata)
 
 
 def _parse(shown: str, data: bytes) -> Any:
@@ -100,7 +121,9 @@ def _json_error(shown: str, data: bytes, exc: msgspec.DecodeError) -> str:
     return f"{shown}:{line}:{column}: invalid JSON: {reason}"
 
 
-def build_graph(raw: Any, *, source: str, base_dir: Path) -> TaskGraph:
+def build_graph(
+    raw: Any, *, source: str, base_dir: str | os.PathLike[str]
+) -> TaskGraph:
     """Validate a decoded document and build the task graph from it.
 
     Args:
@@ -114,6 +137,7 @@ def build_graph(raw: Any, *, source: str, base_dir: Path) -> TaskGraph:
     Raises:
         TaskFileError: listing every problem when anything is invalid.
     """
+    base_dir = os.fspath(base_dir)
     checker = _Checker(source)
     specs = checker.check_document(raw)
     checker.check_relations(specs)
@@ -121,8 +145,13 @@ def build_graph(raw: Any, *, source: str, base_dir: Path) -> TaskGraph:
     if checker.problems:
         raise TaskFileError(source, checker.problems)
     tasks = tuple(_normalize(index, spec, base_dir) for index, spec in specs)
-    metadata = raw.get("metadata", {})
-    return TaskGraph(tasks, source=source, metadata=metadata)
+    return TaskGraph(tasks, source=source, metadata=raw.get("metadata", {}))
+
+
+@functools.cache
+def _fields_of(cls: type[msgspec.Struct]) -> dict[str, msgspec.structs.FieldInfo]:
+    # msgspec re-evaluates the annotations on every call: cache per class.
+    return {f.encode_name: f for f in msgspec.structs.fields(cls)}
 
 
 def _shown(value: Any) -> str:
@@ -151,9 +180,9 @@ class _Checker:
             self.add("$", f"expected an object with version and tasks, got {found}")
             return []
         for key in raw:
-            if key not in _TOP_FIELDS:
+            if key not in _fields_of(TaskFileSpec):
                 self.add(f"$.{key}", f"unknown field {key!r}")
-        for name, info in _TOP_FIELDS.items():
+        for name, info in _fields_of(TaskFileSpec).items():
             if name == "tasks":
                 continue
             if name in raw:
@@ -193,7 +222,7 @@ class _Checker:
 
         # Every field on its own, so that all of a task's problems surface.
         before = len(self.problems)
-        fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+        fields = _fields_of(cls)
         for key, value in item.items():
             if key == "type":
                 continue
@@ -269,11 +298,11 @@ class _Checker:
             )
 
     def check_module_files(
-        self, specs: Sequence[tuple[int, AnyTaskSpec]], base_dir: Path
+        self, specs: Sequence[tuple[int, AnyTaskSpec]], base_dir: str
     ) -> None:
         for index, spec in specs:
             if isinstance(spec, FunctionTaskSpec) and _is_file_module(spec.module):
-                if not (base_dir / spec.module).is_file():
+                if not os.path.isfile(os.path.join(base_dir, spec.module)):
                     self.add(
                         f"$.tasks[{index}].module",
                         f"no such file {spec.module!r} (looked in {base_dir})",
@@ -381,9 +410,11 @@ def _is_file_module(module: str) -> bool:
     return module.endswith(".py") or "/" in module or os.sep in module
 
 
-def _normalize(index: int, spec: AnyTaskSpec, base_dir: Path) -> Task:
+def _normalize(index: int, spec: AnyTaskSpec, base_dir: str) -> Task:
     """Resolve paths and defaults; the result no longer needs the file."""
-    cwd = None if spec.cwd is msgspec.UNSET else str(base_dir / spec.cwd)
+    cwd = None
+    if spec.cwd is not msgspec.UNSET:
+        cwd = os.path.normpath(os.path.join(base_dir, spec.cwd))
     retries = RetryPolicy()
     if spec.retries is not msgspec.UNSET:
         retry_on = spec.retries.retry_on
@@ -406,7 +437,7 @@ def _normalize(index: int, spec: AnyTaskSpec, base_dir: Path) -> Task:
     if isinstance(spec, FunctionTaskSpec):
         module_path = None
         if _is_file_module(spec.module):
-            module_path = str((base_dir / spec.module).resolve())
+            module_path = os.path.realpath(os.path.join(base_dir, spec.module))
         return FunctionTask(
             module=spec.module,
             module_path=module_path,

@@ -96,9 +96,13 @@ class FunctionTask(Task, frozen=True, kw_only=True):
     export: str
 
 
+# Most tasks have no env and no metadata: they all share this one view.
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
 def frozen_mapping(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Return a read-only view over a private copy of ``data``."""
-    return MappingProxyType(dict(data))
+    return MappingProxyType(dict(data)) if data else _EMPTY
 
 
 @final

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from trt._cli import _exit_codes
+from trt._cli._options import Options
 
 
-def dispatch(command: str, options: argparse.Namespace) -> int:
+def dispatch(command: str, options: Options) -> int:
     """Run ``command`` with its parsed ``options``; return the exit code."""
     if command == "validate":
         return validate(options)
@@ -17,10 +17,11 @@ def dispatch(command: str, options: argparse.Namespace) -> int:
     return run(options)
 
 
-def validate(options: argparse.Namespace) -> int:
+def validate(options: Options) -> int:
     """Load the file; print its task count and ids, or raise its problems."""
     from trt._loader import load_task_file
 
+    assert options.file is not None  # the parser requires FILE for validate
     graph = load_task_file(options.file)
     noun = "task" if len(graph) == 1 else "tasks"
     lines = [f"{graph.source}: valid, {len(graph)} {noun}", *graph.ids]
@@ -39,11 +40,12 @@ def schema() -> int:
     return _exit_codes.SUCCESS
 
 
-def run(options: argparse.Namespace) -> int:
+def run(options: Options) -> int:
     """Run a task file, write the report, print a summary on stderr."""
     from trt._loader import load_task_file
 
     # Validate before importing trio: a bad file fails fast.
+    assert options.file is not None  # the parser requires FILE for run
     graph = load_task_file(options.file)
 
     import trio

@@ -1,6 +1,10 @@
 """Exit codes, in one place so the README, tests and code agree."""
 
-from typing import Final
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
+if TYPE_CHECKING:
+    from typing import Final
 
 SUCCESS: Final = 0
 # The run finished but did not meet its success condition.

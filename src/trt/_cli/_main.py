@@ -8,12 +8,16 @@ input becomes one clear message and exit code 2, a bug becomes one line
 from __future__ import annotations
 
 import sys
-import traceback
-from collections.abc import Sequence
 
 from trt._cli import _exit_codes
-from trt._cli._options import OVERVIEW, parse
+from trt._cli._options import command_help, overview, parse
 from trt._exceptions import TaskFileError, TrtError, UsageError
+
+# typing.TYPE_CHECKING would import typing, which the start-up budget of
+# ``trt --help`` cannot afford; type checkers honor this name as-is.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Exit code for a bug in trt itself (sysexits.h EX_SOFTWARE), kept apart
 # from 1 so scripts never mistake a crash for a failed task.
@@ -27,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command, options = parse(args)
         if options is None:
-            sys.stdout.write(OVERVIEW)
+            text = overview() if command == "help" else command_help(command)
+            sys.stdout.write(text)
             return _exit_codes.SUCCESS
         from trt._cli import _commands
 
@@ -51,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_codes.SUCCESS
     except Exception as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         print(
             f"trt: internal error: {type(exc).__name__}: {exc}"
