@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import inspect
 
+import pytest
+
 import trt
 
 # Classes built to be subclassed or implemented: everything else is final.
@@ -44,9 +46,7 @@ def test_public_classes_are_final_unless_meant_to_be_extended() -> None:
 def test_unknown_attribute_raises_attribute_error() -> None:
     module = importlib.import_module("trt")
 
-    try:
+    with pytest.raises(
+        AttributeError, match=r"^module 'trt' has no attribute 'does_not_exist'$"
+    ):
         module.does_not_exist  # noqa: B018
-    except AttributeError as exc:
-        assert str(exc) == "module 'trt' has no attribute 'does_not_exist'"
-    else:  # pragma: no cover - the assertion above is the test
-        raise AssertionError
