@@ -116,6 +116,17 @@ class TestBadUsage:
         assert done.stderr == f"trt: error: {message}\n"
         assert done.stdout == ""
 
+    def test_reports_dir_that_is_a_file_is_refused(self, tmp_path: Path) -> None:
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+
+        done = run_cli("run", str(TASKS / "dag.json"), "--reports-dir", str(blocker))
+
+        assert done.returncode == 2
+        assert done.stderr == (
+            f"trt: error: --reports-dir: {str(blocker)!r} exists and is not a folder\n"
+        )
+
     def test_missing_file_argument(self) -> None:
         done = run_cli("run")
 

@@ -180,6 +180,25 @@ async def test_child_leads_its_own_process_group(
     assert os.getpgid(0) != result.process.pid
 
 
+@pytest.mark.parametrize("cwd", [None, "."], ids=["posix-spawn", "popen"])
+async def test_child_gets_default_sigpipe(
+    write_tasks: WriteTasks,
+    quiet_output: trt.OutputSink,
+    tmp_path: Path,
+    cwd: str | None,
+) -> None:
+    """Python ignores SIGPIPE; the child must not inherit that."""
+    fields = {"cwd": cwd} if cwd else {}
+    script = command("sig", "sh", "-c", "grep SigIgn /proc/self/status", **fields)
+    task = load_one(write_tasks, script)
+
+    with trio.fail_after(HANG_GUARD):
+        await trt.run_task(task, make_context(quiet_output))
+
+    ignored = int((tmp_path / "stdout.txt").read_text().split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+
+
 async def test_large_output_is_counted_not_kept(
     write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
 ) -> None:

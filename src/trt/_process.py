@@ -108,6 +108,7 @@ class _Child:
 
 
 _devnull: int | None = None
+_RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
@@ -140,6 +141,11 @@ def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
                 (os.POSIX_SPAWN_DUP2, stderr, 2),
             ],
             setpgroup=0,
+            # Python ignores SIGPIPE (and SIGXFSZ), and an ignored signal
+            # stays ignored across exec: restore the defaults, as Popen's
+            # restore_signals does, or `yes | head` in a task would spin.
+            setsigdef=_RESTORED_SIGNALS,
+            setsigmask=(),
         )
         return _Child(pid)
     popen = subprocess.Popen(

@@ -7,6 +7,11 @@ import sys
 from trt._cli import _exit_codes
 from trt._cli._options import Options
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
+if TYPE_CHECKING:
+    from trt._results import RunResult
+    from trt._runtime import Runtime
+
 
 def dispatch(command: str, options: Options) -> int:
     """Run ``command`` with its parsed ``options``; return the exit code."""
@@ -40,6 +45,54 @@ def schema() -> int:
     return _exit_codes.SUCCESS
 
 
+def _check_reports_dir(path: str) -> None:
+    """Fail before anything runs if the reports cannot be written."""
+    import os
+
+    from trt._exceptions import UsageError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        message = f"--reports-dir: {path!r} exists and is not a folder"
+        raise UsageError(message)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"--reports-dir: cannot create {path!r}: {reason}"
+        raise UsageError(message) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        message = f"--reports-dir: cannot write to {path!r}: permission denied"
+        raise UsageError(message)
+
+
+async def _run_until_terminated(runtime: Runtime) -> RunResult | None:
+    """Run, but stop cleanly on SIGTERM; return None if that happened.
+
+    Without this, SIGTERM would kill trt at once and leave every running
+    child (each in a process group of its own) behind. Canceling the run
+    instead lets each attempt terminate its process group first. SIGINT
+    needs nothing here: trio turns it into KeyboardInterrupt, which
+    unwinds the same way.
+    """
+    import signal
+
+    import trio
+
+    result: RunResult | None = None
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            result = await runtime.run()
+            nursery.cancel_scope.cancel()
+    return result
+
+
 def run(options: Options) -> int:
     """Run a task file, write the report, print a summary on stderr."""
     from trt._loader import load_task_file
@@ -47,6 +100,7 @@ def run(options: Options) -> int:
     # Validate before importing trio: a bad file fails fast.
     assert options.file is not None  # the parser requires FILE for run
     graph = load_task_file(options.file)
+    _check_reports_dir(options.reports_dir)
 
     import trio
 
@@ -60,8 +114,16 @@ def run(options: Options) -> int:
         kill_grace_ms=options.kill_grace,
     )
     runtime = Runtime(graph, run_options)
-    result = trio.run(runtime.run)
-    report = write_latest(result, options.reports_dir)
+    result = trio.run(_run_until_terminated, runtime)
+    if result is None:
+        print("trt: terminated by SIGTERM; running tasks were stopped", file=sys.stderr)
+        return _exit_codes.TERMINATED
+    try:
+        report = write_latest(result, options.reports_dir)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"trt: error: cannot write the report: {reason}", file=sys.stderr)
+        return _exit_codes.RUN_FAILED
 
     metrics = result.metrics
     counts = [f"{metrics.completed_count} succeeded"]

@@ -11,7 +11,7 @@ import sys
 
 from trt._cli import _exit_codes
 from trt._cli._options import command_help, overview, parse
-from trt._exceptions import TaskFileError, TrtError, UsageError
+from trt._exceptions import TrtError
 
 # typing.TYPE_CHECKING would import typing, which the start-up budget of
 # ``trt --help`` cannot afford; type checkers honor this name as-is.
@@ -37,31 +37,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trt._cli import _commands
 
         return _commands.dispatch(command, options)
-    except UsageError as exc:
-        print(f"trt: error: {exc}", file=sys.stderr)
-        return _exit_codes.USAGE_ERROR
-    except TaskFileError as exc:
-        print(f"trt: error: {exc}", file=sys.stderr)
-        return _exit_codes.USAGE_ERROR
     except TrtError as exc:
         print(f"trt: error: {exc}", file=sys.stderr)
         return _exit_codes.USAGE_ERROR
     except KeyboardInterrupt:
         print("trt: interrupted", file=sys.stderr)
         return _exit_codes.INTERRUPTED
+    except BaseExceptionGroup as group:
+        # Ctrl-C inside a running nursery arrives wrapped in a group.
+        if group.subgroup(KeyboardInterrupt) is None:
+            return _internal_error(group, debug)
+        print("trt: interrupted", file=sys.stderr)
+        return _exit_codes.INTERRUPTED
     except BrokenPipeError:
         # stdout was closed early (trt validate big.json | head): not an error
         # worth a traceback, and flushing again at exit would only fail again.
-        sys.stdout = None
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return _exit_codes.SUCCESS
     except Exception as exc:
-        if debug:
-            import traceback
+        return _internal_error(exc, debug)
 
-            traceback.print_exc()
-        print(
-            f"trt: internal error: {type(exc).__name__}: {exc}"
-            " (run again with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return INTERNAL_ERROR
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    """Report a bug in trt in one line (with the traceback under --debug)."""
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    print(
+        f"trt: internal error: {type(exc).__name__}: {exc}"
+        " (run again with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return INTERNAL_ERROR
