@@ -2,6 +2,10 @@
 
 venv := ".venv/bin"
 
+# List the recipes.
+default:
+    @just --list
+
 # Run the main job: 100 real sleeps at concurrency 5.
 run file="tasks/one-hundred-delays.json" concurrency="5":
     {{venv}}/trt run {{file}} --concurrency {{concurrency}}

@@ -64,6 +64,13 @@ class TestHelp:
         assert done.stdout.strip() == "False"
 
 
+def test_version_is_printed() -> None:
+    done = run_cli("--version")
+
+    assert done.returncode == 0
+    assert done.stdout == f"trt {trt.__version__}\n"
+
+
 class TestBadUsage:
     @pytest.mark.parametrize(
         ("args", "message"),
@@ -133,6 +140,14 @@ class TestBadUsage:
         assert done.returncode == 2
         assert done.stderr == (
             "trt: error: trt run: missing FILE (the task file to read)\n"
+        )
+
+    def test_mistyped_command_gets_a_suggestion(self) -> None:
+        done = run_cli("valdiate", str(TASKS / "dag.json"))
+
+        assert done.returncode == 2
+        assert done.stderr == (
+            "trt: error: unknown command 'valdiate'; did you mean 'trt validate'?\n"
         )
 
     def test_unknown_top_level_flag(self) -> None:
@@ -282,6 +297,25 @@ class TestRun:
         assert process["exitCode"] == 0
         assert process["pid"] > 0
         assert first["attempts"][0]["elapsedMs"] >= 100
+
+    def test_run_flags_may_precede_a_bare_file(self, tmp_path: Path) -> None:
+        done = run_cli(
+            "--concurrency",
+            "2",
+            str(TASKS / "dag.json"),
+            "--reports-dir",
+            str(tmp_path),
+        )
+
+        assert done.returncode == 0, done.stderr
+        report = json.loads((tmp_path / "latest.json").read_text())
+        assert report["options"]["concurrency"] == 2
+        assert report["metrics"]["maxActive"] == 2
+
+    def test_report_is_readable_by_others(self, tmp_path: Path) -> None:
+        run_cli(str(TASKS / "dag.json"), "--reports-dir", str(tmp_path))
+
+        assert (tmp_path / "latest.json").stat().st_mode & 0o044 == 0o044
 
     def test_bare_file_means_run(self, tmp_path: Path) -> None:
         done = run_cli(str(TASKS / "dag.json"), "--reports-dir", str(tmp_path))

@@ -148,6 +148,20 @@ async def test_dotted_module_is_imported(
     assert result.status == "success"
 
 
+async def test_dotted_module_beside_the_task_file_is_found(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    (tmp_path / "sidejobs_for_trt_test.py").write_text(
+        "def go(context):\n    return 1\n"
+    )
+    path = write_tasks(function("f", "sidejobs_for_trt_test", "go"))
+    graph = trt.load_task_file(path)
+
+    result = await trt.run_task(graph.tasks[0], make_context(quiet_output))
+
+    assert result.status == "success"
+
+
 async def test_cancel_reaches_async_function(
     write_tasks: WriteTasks,
     quiet_output: trt.OutputSink,

@@ -18,8 +18,10 @@ EXPECTED = {
     "json-syntax": r":4:54: invalid JSON: trailing comma in object",
     "not-an-object": r"\$: expected an object with version and tasks, got list",
     "missing-version": r"\$\.version: required field is missing",
-    "wrong-version": r"\$\.version: expected one of 1; got 2",
-    "unknown-top-field": r"\$\.task: unknown field 'task'",
+    "wrong-version": (
+        r"\$\.version: expected one of 1 \(the only format version so far\); got 2"
+    ),
+    "unknown-top-field": (r"\$\.task: unknown field 'task'; did you mean 'tasks'\?"),
     "tasks-not-a-list": r"\$\.tasks: expected an array of tasks, got \{'id': 'a'\}",
     "task-not-an-object": r"\$\.tasks\[0\]: expected a task object, got 'sleep 1'",
     "missing-id": r"\$\.tasks\[0\]\.id: required field is missing",
@@ -57,7 +59,14 @@ EXPECTED = {
         r"\$\.tasks\[0\]\.dependson \(task 'a'\): unknown field; "
         r"did you mean 'dependsOn'\?"
     ),
-    "field-of-other-kind": r"\$\.tasks\[0\]\.module \(task 'a'\): unknown field",
+    "field-of-other-kind": (
+        r"\$\.tasks\[0\]\.module \(task 'a'\): "
+        r"unknown field; 'module' belongs to function tasks"
+    ),
+    "function-with-cwd": (
+        r"\$\.tasks\[0\]\.cwd \(task 'a'\): "
+        r"unknown field; 'cwd' belongs to command tasks"
+    ),
     "bad-timeout": (
         r"\$\.tasks\[0\]\.timeoutMs \(task 'a'\): "
         r"expected `int` >= 1; got 0"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from trt._loader import load_task_file
     from trt._model import CommandTask, FunctionTask, RetryPolicy, Task, TaskGraph
     from trt._output import OutputSink
+    from trt._report import write_report
     from trt._results import (
         AttemptResult,
         ProcessEvidence,
@@ -65,6 +66,7 @@ _EXPORTS = {
     "load_task_file": "trt._loader",
     "run_graph": "trt._runtime",
     "run_task": "trt._executor",
+    "write_report": "trt._report",
 }
 
 __all__ = [
@@ -94,6 +96,7 @@ __all__ = [
     "load_task_file",
     "run_graph",
     "run_task",
+    "write_report",
 ]
 
 

@@ -163,6 +163,10 @@ def _load(task: FunctionTask) -> Callable[..., Any]:
         if task.module_path is not None:
             module = _load_file(task.module_path)
         else:
+            # Appended, not prepended: a jobs folder must not shadow the
+            # standard library or installed packages.
+            if task.import_root is not None and task.import_root not in sys.path:
+                sys.path.append(task.import_root)
             module = importlib.import_module(task.module)
     except Exception as exc:
         message = f"cannot import {task.module!r}: {type(exc).__name__}: {exc}"

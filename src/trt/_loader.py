@@ -181,7 +181,8 @@ class _Checker:
             return []
         for key in raw:
             if key not in _fields_of(TaskFileSpec):
-                self.add(f"$.{key}", f"unknown field {key!r}")
+                hint = _did_you_mean(key, _fields_of(TaskFileSpec))
+                self.add(f"$.{key}", f"unknown field {key!r}{hint}")
         for name, info in _fields_of(TaskFileSpec).items():
             if name == "tasks":
                 continue
@@ -227,7 +228,7 @@ class _Checker:
             if key == "type":
                 continue
             if key not in fields:
-                hint = _did_you_mean(key, fields)
+                hint = _did_you_mean(key, fields) or _other_kind_hint(key, str(kind))
                 self.add(f"{path}.{key}", f"unknown field{hint}", task_id=task_id)
                 continue
             if key == "env" and isinstance(value, dict):
@@ -340,7 +341,7 @@ def _choices(path: str) -> str:
     from trt._spec import RetryOn
 
     if path.endswith(".version"):
-        return "1"
+        return "1 (the only format version so far)"
     if ".retryOn[" in path:
         return ", ".join(repr(choice) for choice in get_args(RetryOn))
     return ""
@@ -358,6 +359,14 @@ def _pick(value: Any, inner: str) -> Any:
         except (KeyError, IndexError, TypeError):
             break
     return value
+
+
+def _other_kind_hint(key: str, kind: str) -> str:
+    """Say which task type a field belongs to, when it is another one."""
+    for other, cls in TASK_KINDS.items():
+        if other != kind and key in _fields_of(cls):
+            return f"; {key!r} belongs to {other} tasks"
+    return ""
 
 
 def _did_you_mean(name: str, known: Mapping[str, Any]) -> str:
@@ -412,9 +421,6 @@ def _is_file_module(module: str) -> bool:
 
 def _normalize(index: int, spec: AnyTaskSpec, base_dir: str) -> Task:
     """Resolve paths and defaults; the result no longer needs the file."""
-    cwd = None
-    if spec.cwd is not msgspec.UNSET:
-        cwd = os.path.normpath(os.path.join(base_dir, spec.cwd))
     retries = RetryPolicy()
     if spec.retries is not msgspec.UNSET:
         retry_on = spec.retries.retry_on
@@ -427,8 +433,6 @@ def _normalize(index: int, spec: AnyTaskSpec, base_dir: str) -> Task:
     common: dict[str, Any] = {
         "id": spec.id,
         "index": index,
-        "cwd": cwd,
-        "env": frozen_mapping(spec.env),
         "timeout_ms": None if spec.timeout_ms is msgspec.UNSET else spec.timeout_ms,
         "retries": retries,
         "depends_on": tuple(dict.fromkeys(spec.depends_on)),
@@ -442,6 +446,15 @@ def _normalize(index: int, spec: AnyTaskSpec, base_dir: str) -> Task:
             module=spec.module,
             module_path=module_path,
             export=spec.export,
+            import_root=base_dir,
             **common,
         )
-    return CommandTask(argv=(spec.command, *spec.args), **common)
+    cwd = None
+    if spec.cwd is not msgspec.UNSET:
+        cwd = os.path.normpath(os.path.join(base_dir, spec.cwd))
+    return CommandTask(
+        argv=(spec.command, *spec.args),
+        cwd=cwd,
+        env=frozen_mapping(spec.env),
+        **common,
+    )

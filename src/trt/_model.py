@@ -27,6 +27,10 @@ TERMINAL_STATUSES: Final = frozenset({SUCCESS, FAILED, TIMED_OUT, CANCELED, BLOC
 RETRYABLE_STATUSES: Final = frozenset({FAILED, TIMED_OUT})
 
 
+# Most tasks have no env and no metadata: they all share this one view.
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
 @final
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """When and after how long a failed attempt is tried again.
@@ -58,13 +62,11 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     """One runnable task, as the scheduler sees it.
 
     ``index`` is the task's position in its file; ready tasks start in that
-    order. ``cwd`` is absolute (or None for trt's own working folder).
+    order.
     """
 
     id: str
     index: int
-    cwd: str | None
-    env: Mapping[str, str]
     timeout_ms: int | None
     retries: RetryPolicy
     depends_on: tuple[str, ...]
@@ -76,10 +78,16 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
 
 @final
 class CommandTask(Task, frozen=True, kw_only=True):
-    """A task that runs ``argv`` as a child process in its own group."""
+    """A task that runs ``argv`` as a child process in its own group.
+
+    ``cwd`` is absolute, or None for trt's own working folder; ``env`` is
+    added to trt's environment.
+    """
 
     kind: ClassVar[str] = "command"
     argv: tuple[str, ...]
+    cwd: str | None = None
+    env: Mapping[str, str] = _EMPTY
 
 
 @final
@@ -90,14 +98,12 @@ class FunctionTask(Task, frozen=True, kw_only=True):
     file, else None and ``module`` is a dotted import name.
     """
 
+    kind: ClassVar[str] = "function"
     module: str
     module_path: str | None
-    kind: ClassVar[str] = "function"
     export: str
-
-
-# Most tasks have no env and no metadata: they all share this one view.
-_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+    # The task file's folder: dotted module names are also looked up there.
+    import_root: str | None = None
 
 
 def frozen_mapping(data: Mapping[str, Any]) -> Mapping[str, Any]:

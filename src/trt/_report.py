@@ -15,8 +15,12 @@ def encode_result(result: RunResult) -> bytes:
     return msgspec.json.format(msgspec.json.encode(result), indent=2) + b"\n"
 
 
-def write_latest(result: RunResult, reports_dir: str | Path) -> Path:
-    """Write ``reports_dir/latest.json`` atomically and return its path."""
+def write_report(result: RunResult, reports_dir: str | Path = "reports") -> Path:
+    """Write ``reports_dir/latest.json`` atomically and return its path.
+
+    Raises:
+        OSError: when the folder cannot be created or the file written.
+    """
     path = Path(reports_dir) / "latest.json"
     write_atomic(path, encode_result(result))
     return path

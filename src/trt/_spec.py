@@ -77,8 +77,6 @@ class TaskSpec(FileStruct, frozen=True, tag_field="type"):
     """Fields shared by every kind of task."""
 
     id: TaskId
-    cwd: NonEmptyStr | UnsetType = UNSET
-    env: dict[Annotated[str, Meta(pattern=ENV_NAME_PATTERN)], str] = {}
     timeout_ms: PositiveMs | UnsetType = UNSET
     retries: RetrySpec | UnsetType = UNSET
     depends_on: list[TaskId] = []
@@ -90,6 +88,10 @@ class CommandTaskSpec(TaskSpec, tag="command", frozen=True, kw_only=True):
 
     command: NonEmptyStr
     args: list[str] = []
+    # Only commands get these: a function runs inside trt's own process,
+    # whose working folder and environment are shared by every task.
+    cwd: NonEmptyStr | UnsetType = UNSET
+    env: dict[Annotated[str, Meta(pattern=ENV_NAME_PATTERN)], str] = {}
 
 
 class FunctionTaskSpec(TaskSpec, tag="function", frozen=True, kw_only=True):

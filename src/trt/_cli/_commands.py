@@ -104,7 +104,7 @@ def run(options: Options) -> int:
 
     import trio
 
-    from trt._report import write_latest
+    from trt._report import write_report
     from trt._results import RunOptions
     from trt._runtime import Runtime
 
@@ -119,7 +119,7 @@ def run(options: Options) -> int:
         print("trt: terminated by SIGTERM; running tasks were stopped", file=sys.stderr)
         return _exit_codes.TERMINATED
     try:
-        report = write_latest(result, options.reports_dir)
+        report = write_report(result, options.reports_dir)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print(f"trt: error: cannot write the report: {reason}", file=sys.stderr)

@@ -30,6 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     try:
         command, options = parse(args)
+        if options is None and command == "version":
+            from trt import __version__
+
+            sys.stdout.write(f"trt {__version__}\n")
+            return _exit_codes.SUCCESS
         if options is None:
             text = overview() if command == "help" else command_help(command)
             sys.stdout.write(text)

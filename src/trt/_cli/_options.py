@@ -26,6 +26,7 @@ usage:
   trt validate FILE        check a task file; print its task count and ids
   trt schema               print the task file's JSON Schema
   trt --help               show this overview (trt run --help: run's flags)
+  trt --version            print trt's version
 
 run flags:
 {run_flags}
@@ -174,18 +175,37 @@ def parse(argv: Sequence[str]) -> tuple[str, Options | None]:
     args = list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         return "help", None
+    if args[0] == "--version":
+        return "version", None
     command = args[0]
+    run_flags = {flag.name for flag in FLAGS["run"]}
     if command in FLAGS:
         args = args[1:]
-    elif command.startswith("-"):
+    elif command.startswith("-") and command.partition("=")[0] not in run_flags:
         message = f"unknown flag {command!r} (try: trt --help)"
         raise UsageError(message)
     else:
+        # trt FILE [flags], with flags before or after the file.
+        _refuse_typo(command)
         command = "run"
     # --help wins wherever it stands, before any value is judged.
     if "-h" in args or "--help" in args:
         return command, None
     return command, _parse_flags(command, args)
+
+
+def _refuse_typo(word: str) -> None:
+    """Refuse a mistyped command rather than reading it as a file name."""
+    import os
+
+    if word.startswith("-") or os.path.exists(word):
+        return
+    import difflib
+
+    close = difflib.get_close_matches(word, list(FLAGS), n=1, cutoff=0.6)
+    if close:
+        message = f"unknown command {word!r}; did you mean 'trt {close[0]}'?"
+        raise UsageError(message)
 
 
 def _parse_flags(command: str, args: list[str]) -> Options:
