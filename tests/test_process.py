@@ -145,6 +145,27 @@ async def test_spawn_error_is_data(
     assert result.process.pid is None
 
 
+async def test_env_reaches_the_child_without_cwd(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    os.environ["TRT_TEST_INHERITED"] = "yes"
+    try:
+        task = load_one(
+            write_tasks,
+            command(
+                "env",
+                *("sh", "-c", 'printf "%s %s" "$GREETING" "$TRT_TEST_INHERITED"'),
+                env={"GREETING": "hi"},
+            ),
+        )
+        with trio.fail_after(HANG_GUARD):
+            await trt.run_task(task, make_context(quiet_output))
+    finally:
+        del os.environ["TRT_TEST_INHERITED"]
+
+    assert (tmp_path / "stdout.txt").read_text() == "hi yes"
+
+
 async def test_cwd_and_env_reach_the_child(
     write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
 ) -> None:

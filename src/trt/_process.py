@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -126,7 +127,7 @@ def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
     if task.cwd is None and "PATH" not in task.env:
         if _devnull is None:
             _devnull = os.open(os.devnull, os.O_RDONLY)
-        env = {**os.environ, **task.env} if task.env else os.environ
+        env = _spawn_env(task.env)
         # Limitation: unlike Popen(close_fds=True), posix_spawn does not
         # close descriptors that trt itself inherited as inheritable from
         # its parent, so such a descriptor also reaches the task. trt's own
@@ -158,6 +159,26 @@ def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
         process_group=0,
     )
     return _Child(popen.pid, popen)
+
+
+def _spawn_env(extra: Mapping[str, str]) -> Mapping[bytes, bytes]:
+    """Return the child's environment as bytes, cheaply.
+
+    posix_spawn would otherwise walk os.environ through its str-decoding
+    mapping interface on every spawn, about 0.1 ms per task with a typical
+    environment. os.environ keeps its bytes in ``_data``, always current
+    (os.environ writes go through it); when that detail is missing, fall
+    back to encoding a copy.
+    """
+    data: Mapping[bytes, bytes] | None = getattr(os.environ, "_data", None)
+    if data is None:  # pragma: no cover - not CPython on POSIX
+        data = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
+    if not extra:
+        return data
+    merged = dict(data)
+    for name, value in extra.items():
+        merged[os.fsencode(name)] = os.fsencode(value)
+    return merged
 
 
 def _finish(
