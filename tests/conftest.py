@@ -17,7 +17,6 @@ import trt
 from trt._executor import AttemptContext
 from trt._model import Task
 from trt._results import AttemptResult, TaskError
-from trt._util import utc_now
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = REPO / "tasks"
@@ -89,13 +88,7 @@ class ScriptedExecutor:
         error = None
         if status != "success":
             error = TaskError(kind="non_zero_exit", message="scripted failure")
-        return context.result(
-            task,
-            status,
-            error,
-            ended_clock=trio.current_time(),
-            ended_at=utc_now(),
-        )
+        return context.finish(task, error)
 
 
 @pytest.fixture

@@ -76,6 +76,24 @@ class AttemptContext:
         self.probe = AttemptProbe()
         self.task_context: TaskContext | None = None
 
+    def finish(self, task: Task, error: TaskError | None) -> AttemptResult:
+        """Build the result of an attempt that ended now, on its own.
+
+        ``success`` when there is no error, else ``failed``; timeouts and
+        cancellation are the scheduler's to record, not the executor's.
+        """
+        import trio
+
+        from trt._util import utc_now
+
+        return self.result(
+            task,
+            "success" if error is None else "failed",
+            error,
+            ended_clock=trio.current_time(),
+            ended_at=utc_now(),
+        )
+
     def result(
         self,
         task: Task,

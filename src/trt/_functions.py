@@ -23,7 +23,6 @@ import trio
 
 from trt._executor import TaskContext
 from trt._results import TaskError
-from trt._util import utc_now
 
 if TYPE_CHECKING:
     from trt._executor import AttemptContext
@@ -72,7 +71,7 @@ async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptRe
         if cause is not None:
             stack = "".join(traceback.format_exception(cause))
         error = TaskError(kind="spawn_error", message=str(exc), stack=stack)
-        return _finish(task, context, error)
+        return context.finish(task, error)
 
     task_context = TaskContext(task.id, context.attempt, task.metadata)
     context.task_context = task_context
@@ -81,7 +80,7 @@ async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptRe
     except trio.Cancelled:
         task_context.request_cancel()
         raise
-    return _finish(task, context, failure)
+    return context.finish(task, failure)
 
 
 async def _call(
@@ -142,19 +141,6 @@ def _user_stack(exc: BaseException) -> str:
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(exc)
     return "".join(lines)
-
-
-def _finish(
-    task: FunctionTask, context: AttemptContext, error: TaskError | None
-) -> AttemptResult:
-    status = "success" if error is None else "failed"
-    return context.result(
-        task,
-        status,
-        error,
-        ended_clock=trio.current_time(),
-        ended_at=utc_now(),
-    )
 
 
 def _load(task: FunctionTask) -> Callable[..., Any]:

@@ -66,7 +66,7 @@ async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResu
     except OSError as exc:
         os.close(out_read)
         os.close(err_read)
-        return _finish(task, context, _spawn_error(task, exc))
+        return context.finish(task, _spawn_error(task, exc))
     finally:
         os.close(out_write)
         os.close(err_write)
@@ -89,12 +89,12 @@ async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResu
     _reap(process, probe)
 
     if process.returncode == 0:
-        return _finish(task, context, None)
+        return context.finish(task, None)
     if probe.signal is not None:
         message = f"{task.argv[0]} was killed by {probe.signal}"
     else:
         message = f"{task.argv[0]} exited with code {probe.exit_code}"
-    return _finish(task, context, TaskError(kind="non_zero_exit", message=message))
+    return context.finish(task, TaskError(kind="non_zero_exit", message=message))
 
 
 class _Child:
@@ -179,19 +179,6 @@ def _spawn_env(extra: Mapping[str, str]) -> Mapping[bytes, bytes]:
     for name, value in extra.items():
         merged[os.fsencode(name)] = os.fsencode(value)
     return merged
-
-
-def _finish(
-    task: CommandTask, context: AttemptContext, error: TaskError | None
-) -> AttemptResult:
-    status = "success" if error is None else "failed"
-    return context.result(
-        task,
-        status,
-        error,
-        ended_clock=trio.current_time(),
-        ended_at=utc_now(),
-    )
 
 
 def _spawn_error(task: CommandTask, exc: OSError) -> TaskError:
