@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 import trt
 from tests.conftest import WriteTasks, function
@@ -163,16 +164,91 @@ async def test_dotted_module_beside_the_task_file_is_found(
 
 
 async def test_cancel_reaches_async_function(
-    write_tasks: WriteTasks,
-    quiet_output: trt.OutputSink,
-    jobs: Path,
-    autojump_clock: trio.testing.MockClock,
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, jobs: Path
 ) -> None:
-    graph = trt.load_task_file(write_tasks(function("f", "jobs.py", "forever")))
+    graph = trt.load_task_file(
+        write_tasks(
+            function("load", "jobs.py", "record"),
+            function("f", "jobs.py", "forever"),
+        )
+    )
+    with trio.fail_after(10):
+        await trt.run_task(graph.tasks[0], make_context(quiet_output))
     context = make_context(quiet_output)
 
-    with trio.move_on_after(5):
-        await trt.run_task(graph.tasks[0], context)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trt.run_task, graph.tasks[1], context)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
 
     assert context.task_context is not None
     assert context.task_context.cancel_requested
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import sys\ndef f(context):\n    sys.exit(3)\n", "SystemExit: 3"),
+        (
+            "import sys\nasync def f(context):\n    sys.exit(0)\n",
+            "SystemExit: 0",
+        ),
+        ("def f(context):\n    raise GeneratorExit\n", "GeneratorExit"),
+    ],
+    ids=["sync-exit", "async-exit", "generator-exit"],
+)
+async def test_base_exceptions_fail_only_the_task(
+    write_tasks: WriteTasks,
+    quiet_output: trt.OutputSink,
+    tmp_path: Path,
+    body: str,
+    message: str,
+) -> None:
+    (tmp_path / "exits.py").write_text(body)
+    graph = trt.load_task_file(write_tasks(function("f", "exits.py", "f")))
+
+    with trio.fail_after(10):
+        result = await trt.run_task(graph.tasks[0], make_context(quiet_output))
+
+    assert result.error is not None
+    assert result.error.message == message
+
+
+async def test_exit_at_import_is_a_spawn_error(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(7)\n")
+    graph = trt.load_task_file(write_tasks(function("f", "exits_on_import.py", "f")))
+
+    with trio.fail_after(10):
+        result = await trt.run_task(graph.tasks[0], make_context(quiet_output))
+
+    assert result.error is not None
+    assert result.error.kind == "spawn_error"
+    assert result.error.message == "cannot import 'exits_on_import.py': SystemExit: 7"
+
+
+async def test_slow_import_does_not_stall_the_loop(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    """Importing user code happens off the event loop thread."""
+    (tmp_path / "slow_import.py").write_text(
+        "import time\ntime.sleep(0.5)\ndef f(context):\n    return 1\n"
+    )
+    graph = trt.load_task_file(write_tasks(function("f", "slow_import.py", "f")))
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0.01)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tick)
+        with trio.fail_after(10):
+            await trt.run_task(graph.tasks[0], make_context(quiet_output))
+        nursery.cancel_scope.cancel()
+
+    # Blocked, the ticker would have run once; free, about fifty times.
+    assert ticks > 10

@@ -31,7 +31,7 @@ EXPECTED = {
     ),
     "bad-id-characters": (
         r"\$\.tasks\[0\]\.id \(task 'build step'\): "
-        r"expected `str` matching regex .*; got 'build step'"
+        r"expected an id of letters, digits, '_', '-', '\.', ':'; got 'build step'"
     ),
     "missing-type": (
         r"\$\.tasks\[0\]\.type \(task 'a'\): required field is missing; "
@@ -52,8 +52,8 @@ EXPECTED = {
         r"\$\.tasks\[0\]\.module \(task 'a'\): no such file 'no_such_file\.py' .*"
     ),
     "bad-export": (
-        r"\$\.tasks\[0\]\.export \(task 'a'\): expected `str` matching regex .*; "
-        r"got 'not-an-identifier'"
+        r"\$\.tasks\[0\]\.export \(task 'a'\): "
+        r"expected a Python identifier \(the function's name\); got 'not-an-identifier'"
     ),
     "unknown-task-field": (
         r"\$\.tasks\[0\]\.dependson \(task 'a'\): unknown field; "
@@ -84,6 +84,14 @@ EXPECTED = {
     ),
     "bad-backoff": (
         r"\$\.tasks\[0\]\.retries\.backoffMs \(task 'a'\): expected `int` >= 0; got -1"
+    ),
+    "bad-factor": (
+        r"\$\.tasks\[0\]\.retries\.factor \(task 'a'\): "
+        r"expected `float` >= 1\.0; got 0\.5"
+    ),
+    "nul-in-args": (
+        r"\$\.tasks\[0\]\.args\[0\] \(task 'a'\): "
+        r"a NUL byte is not allowed here; got 'a\\x00b'"
     ),
     "bad-env": r"\$\.tasks\[0\]\.env \(task 'a'\): invalid variable name 'A=B'; .*",
     "env-value-not-string": (
@@ -245,3 +253,74 @@ def test_schema_describes_the_file_format() -> None:
         command_fields
     )
     assert definitions["CommandTaskSpec"]["additionalProperties"] is False
+
+
+def test_nested_and_relation_problems_all_surface(write_tasks: WriteTasks) -> None:
+    """Problems inside retries, and relations of a broken task, all show."""
+    retries = {"maxAttempts": 0, "backoffMs": -1, "retryOn": ["canceled", "nope"]}
+    path = write_tasks(
+        command("a", "true", retries=retries, dependsOn=["zz", "a"], timeoutMs=0)
+    )
+
+    with pytest.raises(trt.TaskFileError) as info:
+        trt.load_task_file(path)
+
+    places = [line.split(": ")[1].split(" ")[0] for line in info.value.problems]
+    assert places == [
+        "$.tasks[0].retries.maxAttempts",
+        "$.tasks[0].retries.backoffMs",
+        "$.tasks[0].retries.retryOn[0]",
+        "$.tasks[0].retries.retryOn[1]",
+        "$.tasks[0].timeoutMs",
+        "$.tasks[0].dependsOn[0]",
+        "$.tasks[0].dependsOn[1]",
+    ]
+
+
+def test_thousands_of_problems_are_counted_not_all_listed(
+    write_tasks: WriteTasks,
+) -> None:
+    tasks = [command(f"t{i}", "true", dependsOn=[f"missing{i}"]) for i in range(3000)]
+
+    with pytest.raises(trt.TaskFileError) as info:
+        trt.load_task_file(write_tasks(*tasks))
+
+    assert info.value.total == 3000
+    assert len(info.value.problems) == 101
+    assert info.value.problems[-1] == "... and 2900 more problems"
+    assert str(info.value).startswith(f"{write_tasks(*tasks)}: 3000 problems\n")
+
+
+def test_long_cycles_are_shortened(write_tasks: WriteTasks) -> None:
+    tasks = [
+        command(f"t{i}", "true", dependsOn=[f"t{(i + 1) % 50}"]) for i in range(50)
+    ]
+
+    with pytest.raises(trt.TaskFileError) as info:
+        trt.load_task_file(write_tasks(*tasks))
+
+    (line,) = info.value.problems
+    assert line.endswith(
+        "dependency cycle: t0 -> t1 -> t2 -> t3 -> t4 -> t5 -> t6 -> t7 -> t8 -> t9"
+        " -> ... 31 more ... -> t41 -> t42 -> t43 -> t44 -> t45 -> t46 -> t47"
+        " -> t48 -> t49 -> t0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"[" * 100000 + b"]" * 100000, "nested too deeply to read"),
+        (b'\xef\xbb\xbf{"version": 1, "tasks": []}', None),
+    ],
+    ids=["deep-nesting", "byte-order-mark"],
+)
+def test_awkward_bytes(tmp_path: Path, data: bytes, message: str | None) -> None:
+    path = tmp_path / "tasks.json"
+    path.write_bytes(data)
+
+    if message is None:
+        assert len(trt.load_task_file(path)) == 0
+        return
+    with pytest.raises(trt.TaskFileError, match=message):
+        trt.load_task_file(path)

@@ -7,6 +7,7 @@ the right code and that no task process survives it.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -85,3 +86,101 @@ def test_signal_stops_run_and_every_child(
     assert not [pid for pid in pids if pid_alive(pid)]
     assert "Traceback" not in stderr
     assert not (tmp_path / "reports" / "latest.json").exists()
+
+
+def test_second_sigterm_during_cleanup_still_exits_143(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    """A repeated SIGTERM must not kill trt before its children are gone."""
+    marker = tmp_path / "pid"
+    stubborn = (
+        f"import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    )
+    path = write_tasks(command("stubborn", sys.executable, "-c", stubborn))
+    trt = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trt",
+            "run",
+            str(path),
+            "--kill-grace",
+            "1000",
+            "--reports-dir",
+            str(tmp_path / "reports"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_files([marker])
+        trt.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        trt.send_signal(signal.SIGTERM)
+        _, stderr = trt.communicate(timeout=EXIT_LIMIT)
+    finally:
+        if trt.poll() is None:
+            trt.kill()
+
+    assert trt.returncode == 143
+    assert stderr == "trt: terminated by SIGTERM; running tasks were stopped\n"
+    assert not pid_alive(int(marker.read_text()))
+
+
+def processes_running(argv: list[str]) -> list[int]:
+    """Return the pids whose command line is exactly ``argv``."""
+    wanted = "\0".join(argv) + "\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "cmdline").read_text() == wanted and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_ctrl_c_amid_rapid_spawns_leaves_no_process(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    """Regression: SIGINT landing just after a spawn leaked its group."""
+    stray = ["sleep", "479.31"]
+    body = f"{' '.join(stray)} >/dev/null 2>&1 & sleep 0.002"
+    path = write_tasks(*[command(f"t{i}", "sh", "-c", body) for i in range(3000)])
+
+    for delay in (0.6, 0.9, 1.2):
+        trt = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trt",
+                "run",
+                str(path),
+                "--concurrency",
+                "8",
+                "--reports-dir",
+                str(tmp_path / "reports"),
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(delay)
+            trt.send_signal(signal.SIGINT)
+            _, stderr = trt.communicate(timeout=EXIT_LIMIT)
+        finally:
+            if trt.poll() is None:
+                trt.kill()
+        leaked = processes_running(stray)
+        for pid in leaked:
+            os.kill(pid, signal.SIGKILL)
+
+        assert (trt.returncode, stderr) == (130, "trt: interrupted\n")
+        assert leaked == []

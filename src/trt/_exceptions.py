@@ -24,11 +24,15 @@ class TaskFileError(TrtError):
     self-contained line naming the file, the place and the bad value.
     """
 
-    def __init__(self, path: str, problems: Sequence[str]) -> None:
+    def __init__(
+        self, path: str, problems: Sequence[str], *, total: int | None = None
+    ) -> None:
         self.path = path
         self.problems = tuple(problems)
-        noun = "problem" if len(self.problems) == 1 else "problems"
-        header = f"{path}: {len(self.problems)} {noun}"
+        # The number found, when only the first ``problems`` are listed.
+        self.total = len(self.problems) if total is None else total
+        noun = "problem" if self.total == 1 else "problems"
+        header = f"{path}: {self.total} {noun}"
         super().__init__("\n".join([header, *self.problems]))
 
 

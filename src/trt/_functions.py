@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 # Modules loaded from a path, keyed by that path: a file is executed once per
 # trt process, however many tasks and attempts use it, as an import would be.
 _loaded_files: dict[str, ModuleType] = {}
+_load_lock = threading.Lock()
 
 
 def _package_dir(module: ModuleType) -> str:
@@ -63,15 +65,19 @@ async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptRe
         the awaitable raised, or ``spawn_error`` when the export could not
         be loaded.
     """
-    try:
-        function = _load(task)
-    except _LoadError as exc:
-        cause = exc.__cause__
-        stack = None
-        if cause is not None:
-            stack = "".join(traceback.format_exception(cause))
-        error = TaskError(kind="spawn_error", message=str(exc), stack=stack)
-        return context.finish(task, error)
+    function = _loaded_export(task)
+    if function is None:
+        # The first use of a module imports it in a worker thread: import
+        # runs arbitrary code, which must not stall the event loop (nor
+        # escape its task's timeout).
+        try:
+            function = await trio.to_thread.run_sync(
+                _load, task, abandon_on_cancel=True
+            )
+        except _LoadError as exc:
+            return context.finish(task, _load_error(exc))
+    elif isinstance(function, _LoadError):
+        return context.finish(task, _load_error(function))
 
     task_context = TaskContext(task.id, context.attempt, task.metadata)
     context.task_context = task_context
@@ -83,6 +89,25 @@ async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptRe
     return context.finish(task, failure)
 
 
+def _is_stop(exc: BaseException) -> bool:
+    """Tell whether ``exc`` stops the run rather than failing one task.
+
+    Cancellation and Ctrl-C must propagate; anything else a task raises,
+    SystemExit included, is that task's failure.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup((trio.Cancelled, KeyboardInterrupt)) is not None
+    return isinstance(exc, trio.Cancelled | KeyboardInterrupt)
+
+
+def _load_error(exc: _LoadError) -> TaskError:
+    cause = exc.__cause__
+    stack = None
+    if cause is not None:
+        stack = "".join(traceback.format_exception(cause))
+    return TaskError(kind="spawn_error", message=str(exc), stack=stack)
+
+
 async def _call(
     function: Callable[..., Any], task_context: TaskContext
 ) -> TaskError | None:
@@ -90,7 +115,9 @@ async def _call(
     if _is_async(function):
         try:
             awaitable = function(task_context)
-        except Exception as exc:
+        except BaseException as exc:
+            if _is_stop(exc):
+                raise
             return _error("thrown", exc)
     else:
         # Limitation: a sync function that never returns keeps its worker
@@ -103,13 +130,17 @@ async def _call(
             (awaitable,) = await trio.to_thread.run_sync(
                 lambda: (function(task_context),), abandon_on_cancel=True
             )
-        except Exception as exc:
+        except BaseException as exc:
+            if _is_stop(exc):
+                raise
             return _error("thrown", exc)
         if not inspect.isawaitable(awaitable):
             return None
     try:
         await awaitable
-    except Exception as exc:
+    except BaseException as exc:
+        if _is_stop(exc):
+            raise
         return _error("rejected", exc)
     return None
 
@@ -143,6 +174,20 @@ def _user_stack(exc: BaseException) -> str:
     return "".join(lines)
 
 
+def _loaded_export(task: FunctionTask) -> Callable[..., Any] | _LoadError | None:
+    """Return the export if its module is loaded already, else None."""
+    if task.module_path is not None:
+        module = _loaded_files.get(task.module_path)
+    else:
+        module = sys.modules.get(task.module)
+    if module is None:
+        return None
+    try:
+        return _export(task, module)
+    except _LoadError as exc:
+        return exc
+
+
 def _load(task: FunctionTask) -> Callable[..., Any]:
     """Import the task's module (once) and return its export."""
     try:
@@ -154,9 +199,15 @@ def _load(task: FunctionTask) -> Callable[..., Any]:
             if task.import_root is not None and task.import_root not in sys.path:
                 sys.path.append(task.import_root)
             module = importlib.import_module(task.module)
-    except Exception as exc:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         message = f"cannot import {task.module!r}: {type(exc).__name__}: {exc}"
         raise _LoadError(message) from exc
+    return _export(task, module)
+
+
+def _export(task: FunctionTask, module: ModuleType) -> Callable[..., Any]:
     function = getattr(module, task.export, None)
     if function is None:
         message = f"module {task.module!r} has no attribute {task.export!r}"
@@ -169,9 +220,17 @@ def _load(task: FunctionTask) -> Callable[..., Any]:
 
 
 def _load_file(path: str) -> ModuleType:
-    module = _loaded_files.get(path)
-    if module is not None:
+    # Imports run in worker threads; the lock makes two tasks sharing a
+    # file wait for one execution of it rather than run it twice.
+    with _load_lock:
+        module = _loaded_files.get(path)
+        if module is None:
+            module = _exec_file(path)
+            _loaded_files[path] = module
         return module
+
+
+def _exec_file(path: str) -> ModuleType:
     # A private, unique module name: two task folders may both hold a
     # jobs.py, and neither must shadow a real module of that name.
     digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:12]
@@ -187,5 +246,4 @@ def _load_file(path: str) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
-    _loaded_files[path] = module
     return module

@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -29,6 +31,9 @@ from trt._model import (
 )
 from trt._spec import (
     ENV_NAME_PATTERN,
+    EXPORT_PATTERN,
+    ID_PATTERN,
+    NO_NUL_PATTERN,
     TASK_KINDS,
     AnyTaskSpec,
     FunctionTaskSpec,
@@ -37,6 +42,17 @@ from trt._spec import (
 
 # Long values are cut in messages so one bad field cannot flood the terminal.
 MAX_SHOWN_VALUE: Final = 60
+
+# Past this many problems the rest are counted, not listed: a generated file
+# with one systematic mistake would otherwise print megabytes.
+MAX_PROBLEMS_SHOWN: Final = 100
+
+# "Did you mean" compares a bad id with every id; beyond this many ids the
+# cost grows quadratically for little benefit.
+MAX_IDS_FOR_SUGGESTIONS: Final = 1000
+
+# Cycles longer than this are shown by their two ends.
+MAX_CYCLE_SHOWN: Final = 20
 
 _MSGSPEC_PATH = re.compile(
     r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S
@@ -66,12 +82,15 @@ def load_task_file(path: str | os.PathLike[str]) -> TaskGraph:
             shown, [f"{shown}: cannot read the file: {reason}"]
         ) from None
     base_dir = os.path.dirname(os.path.realpath(path))
+    # Some editors start UTF-8 files with a byte-order mark; JSON allows a
+    # reader to ignore it, and so does trt.
+    data = data.removeprefix(b"\xef\xbb\xbf")
     if not shown.endswith(".toml"):
         # Fast path: one C-level decode validates a correct file entirely;
         # only a file with problems pays for the field-by-field pass.
         try:
             spec = msgspec.json.decode(data, type=TaskFileSpec)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             pass
         else:
             return _graph_from_spec(spec, source=shown, base_dir=base_dir)
@@ -83,10 +102,11 @@ def _graph_from_spec(spec: TaskFileSpec, *, source: str, base_dir: str) -> TaskG
     """Check relations of an already well-formed document and build the graph."""
     specs = list(enumerate(spec.tasks))
     checker = _Checker(source)
-    checker.check_relations(specs)
+    checker.check_relations([(i, t.id, t.depends_on) for i, t in specs])
     checker.check_module_files(specs, base_dir)
     if checker.problems:
-        raise TaskFileError(source, checker.problems)
+        problems = checker.problems
+        raise TaskFileError(source, _capped(problems), total=len(problems))
     tasks = tuple(_normalize(index, task, base_dir) for index, task in specs)
     return TaskGraph(tasks, source=source, metadata=spec.metadata)
 
@@ -98,13 +118,20 @@ def _parse(shown: str, data: bytes) -> Any:
 
         try:
             return tomllib.loads(data.decode("utf-8"))
+        except RecursionError:
+            raise TaskFileError(shown, [f"{shown}: {_TOO_DEEP}"]) from None
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problem = f"{shown}: invalid TOML: {exc}"
             raise TaskFileError(shown, [problem]) from None
     try:
         return msgspec.json.decode(data)
+    except RecursionError:
+        raise TaskFileError(shown, [f"{shown}: {_TOO_DEEP}"]) from None
     except msgspec.DecodeError as exc:
         raise TaskFileError(shown, [_json_error(shown, data, exc)]) from None
+
+
+_TOO_DEEP = "nested too deeply to read (thousands of levels of arrays or objects)"
 
 
 def _json_error(shown: str, data: bytes, exc: msgspec.DecodeError) -> str:
@@ -140,10 +167,11 @@ def build_graph(
     base_dir = os.fspath(base_dir)
     checker = _Checker(source)
     specs = checker.check_document(raw)
-    checker.check_relations(specs)
+    checker.check_relations(checker.relations)
     checker.check_module_files(specs, base_dir)
     if checker.problems:
-        raise TaskFileError(source, checker.problems)
+        problems = checker.problems
+        raise TaskFileError(source, _capped(problems), total=len(problems))
     tasks = tuple(_normalize(index, spec, base_dir) for index, spec in specs)
     return TaskGraph(tasks, source=source, metadata=raw.get("metadata", {}))
 
@@ -167,6 +195,9 @@ class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[str] = []
+        # (index, id, dependsOn) of every task whose id is usable, even
+        # when other fields are not: relations are checked for all of them.
+        self.relations: list[tuple[int, str, list[str]]] = []
 
     def add(self, path: str, message: str, *, task_id: str | None = None) -> None:
         where = f"{self.source}: {path}"
@@ -190,10 +221,10 @@ class _Checker:
                 self._convert(raw[name], info.type, f"$.{name}")
             elif info.required:
                 self.add(f"$.{name}", "required field is missing")
-        tasks = raw.get("tasks")
-        if tasks is None:
+        if "tasks" not in raw:
             self.add("$.tasks", "required field is missing")
             return []
+        tasks = raw["tasks"]
         if not isinstance(tasks, list):
             self.add("$.tasks", f"expected an array of tasks, got {_shown(tasks)}")
             return []
@@ -210,6 +241,14 @@ class _Checker:
             self.add(path, f"expected a task object, got {_shown(item)}")
             return None
         task_id = item.get("id") if isinstance(item.get("id"), str) else None
+        if task_id is not None and re.search(ID_PATTERN, task_id):
+            deps = item.get("dependsOn", [])
+            deps = (
+                [d for d in deps if isinstance(d, str)]
+                if isinstance(deps, list)
+                else []
+            )
+            self.relations.append((index, task_id, deps))
         kind = item.get("type")
         cls = TASK_KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None:
@@ -234,7 +273,7 @@ class _Checker:
             if key == "env" and isinstance(value, dict):
                 self._check_env(value, f"{path}.env", task_id)
                 continue
-            self._convert(value, fields[key].type, f"{path}.{key}", task_id)
+            self._check_value(value, fields[key].type, f"{path}.{key}", task_id)
         for name, info in fields.items():
             if info.required and name not in item:
                 self.add(f"{path}.{name}", "required field is missing", task_id=task_id)
@@ -246,12 +285,44 @@ class _Checker:
         # Checked entry by entry: msgspec would name neither the bad key
         # nor the variable whose value is wrong.
         for name, value in env.items():
-            if not isinstance(name, str) or not re.match(ENV_NAME_PATTERN, name):
+            if not isinstance(name, str) or not re.search(ENV_NAME_PATTERN, name):
                 message = f"invalid variable name {_shown(name)}; no '=' or NUL allowed"
                 self.add(path, message, task_id=task_id)
             elif not isinstance(value, str):
                 message = f"expected a string value; got {_shown(value)}"
                 self.add(f"{path}.{name}", message, task_id=task_id)
+            elif "\x00" in value:
+                message = f"a value cannot hold a NUL byte; got {_shown(value)}"
+                self.add(f"{path}.{name}", message, task_id=task_id)
+
+    def _check_value(
+        self, value: Any, type_: Any, path: str, task_id: str | None
+    ) -> None:
+        """Check a value, descending into nested structs and lists.
+
+        msgspec stops at the first error inside a value; going down one
+        level at a time finds every bad list item and nested field.
+        """
+        struct = _struct_in(type_)
+        if struct is not None and isinstance(value, dict):
+            fields = _fields_of(struct)
+            for key, item in value.items():
+                if key not in fields:
+                    hint = _did_you_mean(key, fields)
+                    self.add(f"{path}.{key}", f"unknown field{hint}", task_id=task_id)
+                else:
+                    self._check_value(item, fields[key].type, f"{path}.{key}", task_id)
+            for name, info in fields.items():
+                if info.required and name not in value:
+                    message = "required field is missing"
+                    self.add(f"{path}.{name}", message, task_id=task_id)
+            return
+        item_type = _list_item(type_)
+        if item_type is not None and isinstance(value, list):
+            for position, item in enumerate(value):
+                self._check_value(item, item_type, f"{path}[{position}]", task_id)
+            return
+        self._convert(value, type_, path, task_id)
 
     def _convert(
         self, value: Any, type_: Any, path: str, task_id: str | None = None
@@ -262,39 +333,42 @@ class _Checker:
             path, message = _explain(str(exc), value, path)
             self.add(path, message, task_id=task_id)
 
-    def check_relations(self, specs: Sequence[tuple[int, AnyTaskSpec]]) -> None:
+    def check_relations(self, tasks: Sequence[tuple[int, str, list[str]]]) -> None:
+        """Check ids and dependencies once every id is known."""
         seen: dict[str, int] = {}
-        for index, spec in specs:
-            if spec.id in seen:
-                first = seen[spec.id]
-                message = f"duplicate id {spec.id!r}; first used by $.tasks[{first}]"
-                self.add(f"$.tasks[{index}].id", message, task_id=spec.id)
+        for index, task_id, _ in tasks:
+            if task_id in seen:
+                first = seen[task_id]
+                message = f"duplicate id {task_id!r}; first used by $.tasks[{first}]"
+                self.add(f"$.tasks[{index}].id", message, task_id=task_id)
             else:
-                seen[spec.id] = index
+                seen[task_id] = index
+        # Suggestions compare against every id: past a few thousand ids
+        # that is quadratic, and a typo is unlikely to be the problem.
+        suggest = len(seen) <= MAX_IDS_FOR_SUGGESTIONS
         graph: dict[str, list[str]] = {}
-        for index, spec in specs:
+        for index, task_id, depends_on in tasks:
             listed: set[str] = set()
-            for position, dep in enumerate(spec.depends_on):
+            for position, dep in enumerate(depends_on):
                 place = f"$.tasks[{index}].dependsOn[{position}]"
-                if dep == spec.id:
-                    self.add(place, f"task depends on itself: {dep!r}", task_id=spec.id)
+                if dep == task_id:
+                    self.add(place, f"task depends on itself: {dep!r}", task_id=task_id)
                 elif dep in listed:
-                    self.add(place, f"{dep!r} is listed twice", task_id=spec.id)
+                    self.add(place, f"{dep!r} is listed twice", task_id=task_id)
                 elif dep not in seen:
-                    hint = _did_you_mean(dep, seen)
+                    hint = _did_you_mean(dep, seen) if suggest else ""
                     message = f"depends on unknown task {dep!r}{hint}"
-                    self.add(place, message, task_id=spec.id)
+                    self.add(place, message, task_id=task_id)
                 listed.add(dep)
-            graph.setdefault(spec.id, [])
-            graph[spec.id].extend(
-                d for d in dict.fromkeys(spec.depends_on) if d in seen and d != spec.id
+            graph.setdefault(task_id, [])
+            graph[task_id].extend(
+                d for d in dict.fromkeys(depends_on) if d in seen and d != task_id
             )
-        for cycle in _find_cycles(graph, [spec.id for _, spec in specs]):
+        for cycle in _find_cycles(graph, [task_id for _, task_id, _ in tasks]):
             index = seen[cycle[0]]
-            path = " -> ".join([*cycle, cycle[0]])
             self.add(
                 f"$.tasks[{index}].dependsOn",
-                f"dependency cycle: {path}",
+                f"dependency cycle: {_cycle_path(cycle)}",
                 task_id=cycle[0],
             )
 
@@ -303,12 +377,51 @@ class _Checker:
     ) -> None:
         for index, spec in specs:
             if isinstance(spec, FunctionTaskSpec) and _is_file_module(spec.module):
-                if not os.path.isfile(os.path.join(base_dir, spec.module)):
-                    self.add(
-                        f"$.tasks[{index}].module",
-                        f"no such file {spec.module!r} (looked in {base_dir})",
-                        task_id=spec.id,
-                    )
+                full = os.path.join(base_dir, spec.module)
+                if os.path.isdir(full):
+                    message = f"{spec.module!r} is a folder, not a Python file"
+                elif not os.path.isfile(full):
+                    message = f"no such file {spec.module!r} (looked in {base_dir})"
+                else:
+                    continue
+                self.add(f"$.tasks[{index}].module", message, task_id=spec.id)
+
+
+def _capped(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS_SHOWN:
+        return problems
+    hidden = len(problems) - MAX_PROBLEMS_SHOWN
+    return [*problems[:MAX_PROBLEMS_SHOWN], f"... and {hidden} more problems"]
+
+
+def _cycle_path(cycle: list[str]) -> str:
+    """Name a cycle by its path, shortened when it is very long."""
+    path = [*cycle, cycle[0]]
+    if len(path) > MAX_CYCLE_SHOWN:
+        half = MAX_CYCLE_SHOWN // 2
+        skipped = len(path) - 2 * half
+        path = [*path[:half], f"... {skipped} more ...", *path[-half:]]
+    return " -> ".join(path)
+
+
+def _struct_in(type_: Any) -> type[msgspec.Struct] | None:
+    """Return the Struct class in ``type_`` (as in ``RetrySpec | UnsetType``)."""
+    candidates = typing.get_args(type_) if typing.get_origin(type_) else (type_,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, msgspec.Struct):
+            return candidate
+    return None
+
+
+def _list_item(type_: Any) -> Any:
+    """Return the item type of a ``list[...]`` in ``type_``, else None."""
+    candidates = [type_]
+    if typing.get_origin(type_) in (types.UnionType, typing.Union):
+        candidates = list(typing.get_args(type_))
+    for candidate in candidates:
+        if typing.get_origin(candidate) is list:
+            return typing.get_args(candidate)[0]
+    return None
 
 
 def _explain(error: str, value: Any, path: str) -> tuple[str, str]:
@@ -321,17 +434,27 @@ def _explain(error: str, value: Any, path: str) -> tuple[str, str]:
     is_key = found.group("key") is not None
     bad = _pick(value, inner)
     message = re.sub(r", got `[^`]*`$", "", message)
-    if message.startswith("Invalid enum value"):
+    if message.startswith("Invalid enum value") or path.endswith("$.version"):
         choices = _choices(path + inner)
         message = f"expected one of {choices}" if choices else "unexpected value"
         if bad == "canceled":
             message += " (canceled work is never retried)"
+    elif "matching regex" in message:
+        message = _PATTERN_MEANINGS.get(message.split("regex ", 1)[1], message)
     else:
         message = message[0].lower() + message[1:]
     if is_key:
         keys = [k for k in bad if isinstance(k, str)] if isinstance(bad, dict) else []
         return path + inner, f"bad key: {message}; keys are {_shown(keys)}"
     return path + inner, f"{message}; got {_shown(bad)}"
+
+
+# What each pattern in the schema means, for messages that a person reads.
+_PATTERN_MEANINGS = {
+    repr(ID_PATTERN): "expected an id of letters, digits, '_', '-', '.', ':'",
+    repr(EXPORT_PATTERN): "expected a Python identifier (the function's name)",
+    repr(NO_NUL_PATTERN): "a NUL byte is not allowed here",
+}
 
 
 def _choices(path: str) -> str:

@@ -14,6 +14,9 @@ from typing import Any, ClassVar, Final, final
 
 import msgspec
 
+# The same bound the task file enforces on backoffMs: one day.
+MAX_BACKOFF_MS: Final = 24 * 3600 * 1000
+
 # Statuses an attempt or a task ends in; everything else is in flight.
 SUCCESS: Final = "success"
 FAILED: Final = "failed"
@@ -54,8 +57,18 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
         return status in self.retry_on or error_kind in self.retry_on
 
     def delay_ms(self, attempt: int) -> float:
-        """Return the wait before attempt number ``attempt + 1``."""
-        return self.backoff_ms * self.factor ** (attempt - 1)
+        """Return the wait before attempt number ``attempt + 1``.
+
+        Capped at a day: with many attempts the exponential would reach
+        float overflow (and 0 x inf is NaN), never a useful wait.
+        """
+        if self.backoff_ms == 0:
+            return 0.0
+        try:
+            delay = self.backoff_ms * self.factor ** (attempt - 1)
+        except OverflowError:
+            return float(MAX_BACKOFF_MS)
+        return min(delay, MAX_BACKOFF_MS)
 
 
 class Task(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,6 +8,7 @@ once, each line is prefixed with its task id, as ``parallel --tag`` does.
 from __future__ import annotations
 
 import os
+import select
 from typing import Final, final
 
 # A line longer than this is passed on in pieces rather than held whole,
@@ -44,12 +45,19 @@ class OutputSink:
         # or pipe is full, so a reader that stops reading (Ctrl-S, a stalled
         # pager) pauses the whole run, timeouts included. A writer thread
         # would fix that at the cost of a thread hop per chunk.
-        try:
-            while view:
+        while view:
+            try:
                 written = os.write(fd, view)
-                view = view[written:]
-        except OSError:
-            self._closed.add(name)
+            except BlockingIOError:
+                # Our stdout may be non-blocking (a parent such as Node.js
+                # sets O_NONBLOCK on its pipes): wait for room, lose nothing.
+                select.select([], [fd], [])
+                continue
+            except OSError:
+                # The reader is gone (EPIPE) or the descriptor is closed.
+                self._closed.add(name)
+                return
+            view = view[written:]
 
 
 @final
@@ -79,9 +87,19 @@ class StreamWriter:
             complete, self._pending = data + b"\n", b""
         else:
             complete, self._pending = data[:end], data[end:]
+        # Written in batches of about MAX_LINE_BYTES, so that a long label
+        # on many short lines cannot multiply the memory a chunk takes.
         label = self._label
-        lines = complete[:-1].split(b"\n")
-        self._sink.write(self._name, b"".join(label + line + b"\n" for line in lines))
+        batch: list[bytes] = []
+        size = 0
+        for line in complete[:-1].split(b"\n"):
+            batch += (label, line, b"\n")
+            size += len(label) + len(line) + 1
+            if size >= MAX_LINE_BYTES:
+                self._sink.write(self._name, b"".join(batch))
+                batch, size = [], 0
+        if batch:
+            self._sink.write(self._name, b"".join(batch))
 
     def close(self) -> None:
         """Flush a last line that had no newline."""

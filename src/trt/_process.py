@@ -44,6 +44,11 @@ READ_SIZE = 65536
 HAVE_PIDFD = sys.platform == "linux" and hasattr(os, "pidfd_open")
 
 
+# KI protection: Ctrl-C must not interrupt the few lines between the spawn
+# and the try block that owns the child, or the new process group would
+# escape cleanup. trio delivers the KeyboardInterrupt at the next
+# checkpoint instead, where the handler below terminates the group.
+@trio.lowlevel.enable_ki_protection
 async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResult:
     """Run one attempt of a command task and return its result.
 
@@ -53,23 +58,26 @@ async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResu
 
     Returns:
         ``success`` on exit code 0, else ``failed`` with ``non_zero_exit``
-        or, when the program could not be started, ``spawn_error``.
+        or, when the program could not be started (or trt is out of file
+        descriptors for its pipes), ``spawn_error``.
     """
     probe = context.probe
 
     # Pipes are made here rather than by the spawn call so that the read
     # ends can be handed straight to trio, which owns them from then on.
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
+    opened: list[int] = []
     try:
+        out_read, out_write = os.pipe()
+        opened += (out_read, out_write)
+        err_read, err_write = os.pipe()
+        opened += (err_read, err_write)
         process = _spawn(task, out_write, err_write)
-    except OSError as exc:
-        os.close(out_read)
-        os.close(err_read)
+    except (OSError, ValueError) as exc:
+        for fd in opened:
+            os.close(fd)
         return context.finish(task, _spawn_error(task, exc))
-    finally:
-        os.close(out_write)
-        os.close(err_write)
+    os.close(out_write)
+    os.close(err_write)
     probe.pid = process.pid
 
     try:
@@ -181,7 +189,9 @@ def _spawn_env(extra: Mapping[str, str]) -> Mapping[bytes, bytes]:
     return merged
 
 
-def _spawn_error(task: CommandTask, exc: OSError) -> TaskError:
+def _spawn_error(task: CommandTask, exc: OSError | ValueError) -> TaskError:
+    if not isinstance(exc, OSError):
+        return TaskError(kind="spawn_error", message=f"cannot start: {exc}")
     reason = exc.strerror or str(exc)
     if task.cwd is not None and isinstance(exc, FileNotFoundError | NotADirectoryError):
         if exc.filename == task.cwd:
@@ -210,15 +220,23 @@ async def _pump(fd: int, writer: StreamWriter, probe: AttemptProbe, name: str) -
             else:
                 probe.stderr_bytes = count
             writer.feed(chunk)
-        writer.close()
     finally:
+        # Also on cancellation: a timed-out task's last partial line is
+        # often the most telling one.
+        writer.close()
         await stream.aclose()
 
 
 async def _wait_exited(pid: int) -> None:
     """Wait until the process has exited, without reaping it."""
+    pidfd = -1
     if HAVE_PIDFD:
-        pidfd = os.pidfd_open(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            # Out of descriptors (EMFILE): fall back to a waiting thread.
+            pidfd = -1
+    if pidfd >= 0:
         try:
             await trio.lowlevel.wait_readable(pidfd)
         finally:
@@ -226,7 +244,7 @@ async def _wait_exited(pid: int) -> None:
             # which must forget it before the number can be reused.
             trio.lowlevel.notify_closing(pidfd)
             os.close(pidfd)
-    else:  # pragma: no cover - exercised only off Linux
+    else:
         flags = os.WEXITED | os.WNOWAIT
         await trio.to_thread.run_sync(
             os.waitid, os.P_PID, pid, flags, abandon_on_cancel=True

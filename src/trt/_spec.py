@@ -13,11 +13,27 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 # Ids appear in file names, log prefixes and report keys, so they stay in a
-# small, shell- and URL-safe alphabet.
-ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+# small, shell- and URL-safe alphabet. "(?!\n)": Python's "$" also matches
+# before a final newline, which an id must not end with; JSON Schema's
+# (ECMAScript) regexes read the pattern the same way.
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$(?!\n)"
+
+# Long enough for any real name; short enough that prefixing each output
+# line with it stays cheap.
+MAX_ID_LENGTH = 200
 
 # An export is looked up with getattr, so it must be a Python identifier.
-EXPORT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+EXPORT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$(?!\n)"
+
+# The operating system cannot pass a NUL byte in an argument, a path or an
+# environment value: refuse it here rather than fail at spawn time.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+# Upper bounds that keep time arithmetic finite: a year for a deadline, a
+# day for one backoff wait, and a growth factor far beyond any real use.
+MAX_TIMEOUT_MS = 365 * 24 * 3600 * 1000
+MAX_BACKOFF_MS = 24 * 3600 * 1000
+MAX_FACTOR = 100
 
 # An environment variable name cannot be empty or contain "=" or NUL.
 ENV_NAME_PATTERN = r"^[^=\x00]+$"
@@ -26,12 +42,14 @@ TaskId = Annotated[
     str,
     Meta(
         min_length=1,
+        max_length=MAX_ID_LENGTH,
         pattern=ID_PATTERN,
         description="Unique task id: letters, digits, '_', '-', '.', ':'.",
     ),
 ]
-NonEmptyStr = Annotated[str, Meta(min_length=1)]
-PositiveMs = Annotated[int, Meta(gt=0)]
+NonEmptyStr = Annotated[str, Meta(min_length=1, pattern=NO_NUL_PATTERN)]
+PlainStr = Annotated[str, Meta(pattern=NO_NUL_PATTERN)]
+PositiveMs = Annotated[int, Meta(gt=0, le=MAX_TIMEOUT_MS)]
 
 # What a retry policy may name: final statuses and failure kinds. Cancellation
 # is absent on purpose: canceled work is never retried.
@@ -68,8 +86,8 @@ class RetrySpec(FileStruct, frozen=True):
     """How often a failing task is tried again, and how long it waits."""
 
     max_attempts: Annotated[int, Meta(ge=1)] = 1
-    backoff_ms: Annotated[int, Meta(ge=0)] = 0
-    factor: Annotated[float, Meta(ge=1)] = 2.0
+    backoff_ms: Annotated[int, Meta(ge=0, le=MAX_BACKOFF_MS)] = 0
+    factor: Annotated[float, Meta(ge=1, le=MAX_FACTOR)] = 2.0
     retry_on: list[RetryOn] | UnsetType = UNSET
 
 
@@ -87,11 +105,11 @@ class CommandTaskSpec(TaskSpec, tag="command", frozen=True, kw_only=True):
     """A program started with an argument list, never through a shell."""
 
     command: NonEmptyStr
-    args: list[str] = []
+    args: list[PlainStr] = []
     # Only commands get these: a function runs inside trt's own process,
     # whose working folder and environment are shared by every task.
     cwd: NonEmptyStr | UnsetType = UNSET
-    env: dict[Annotated[str, Meta(pattern=ENV_NAME_PATTERN)], str] = {}
+    env: dict[Annotated[str, Meta(pattern=ENV_NAME_PATTERN)], PlainStr] = {}
 
 
 class FunctionTaskSpec(TaskSpec, tag="function", frozen=True, kw_only=True):

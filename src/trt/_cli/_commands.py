@@ -81,14 +81,19 @@ async def _run_until_terminated(runtime: Runtime) -> RunResult | None:
     result: RunResult | None = None
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            run_scope = trio.CancelScope()
 
             async def stop_on_signal() -> None:
+                # Keep reading after the first signal: a signal still
+                # pending when the receiver closes is delivered again, and
+                # a second SIGTERM during cleanup would then kill trt with
+                # its children half-terminated.
                 async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    return
+                    run_scope.cancel()
 
             nursery.start_soon(stop_on_signal)
-            result = await runtime.run()
+            with run_scope:
+                result = await runtime.run()
             nursery.cancel_scope.cancel()
     return result
 
@@ -119,11 +124,14 @@ def run(options: Options) -> int:
         print("trt: terminated by SIGTERM; running tasks were stopped", file=sys.stderr)
         return _exit_codes.TERMINATED
     try:
-        report = write_report(result, options.reports_dir)
+        report: str = str(write_report(result, options.reports_dir))
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        print(f"trt: error: cannot write the report: {reason}", file=sys.stderr)
-        return _exit_codes.RUN_FAILED
+        report = f"not written ({reason})"
+        print(
+            f"trt: error: cannot write the report to {options.reports_dir!r}: {reason}",
+            file=sys.stderr,
+        )
 
     metrics = result.metrics
     counts = [f"{metrics.completed_count} succeeded"]
@@ -147,4 +155,6 @@ def run(options: Options) -> int:
                 print(
                     f"  {task.id}: {task.status}: {task.error.message}", file=sys.stderr
                 )
+    if report.startswith("not written"):
+        return _exit_codes.RUN_FAILED
     return _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED

@@ -50,19 +50,29 @@ class Options:
         return f"Options({vars(self)!r})"
 
 
-def _whole_number(minimum: int) -> Callable[[str], int]:
-    """Return a converter accepting integers of at least ``minimum``."""
+def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
+    """Return a converter accepting integers from ``minimum`` to ``maximum``."""
     noun = "a positive integer" if minimum == 1 else "a whole number >= 0"
 
     def convert(text: str) -> int:
-        # int() alone would accept " 5", "5_0" and "+5"; a flag value is
-        # plain decimal digits.
-        if not text.isdigit() or int(text) < minimum:
+        # Plain ASCII digits only: int() would also take " 5", "5_0", "+5"
+        # and digits of other scripts.
+        if not (text.isascii() and text.isdigit()) or int(text) < minimum:
             message = f"expected {noun}, got {text!r}"
+            raise ValueError(message)
+        if len(text) > 15 or int(text) > maximum:
+            message = f"at most {maximum} allowed, got {text[:20]!r}"
             raise ValueError(message)
         return int(text)
 
     return convert
+
+
+# Bounds that keep the arithmetic finite and the numbers meaningful: a year
+# for a time in milliseconds, and far more attempts at once than one
+# machine's file descriptors allow.
+MAX_MS = 365 * 24 * 3600 * 1000
+MAX_CONCURRENCY = 100_000
 
 
 class Flag:
@@ -103,21 +113,21 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
             "attempts running at once (default 1)",
             dest="concurrency",
             metavar="N",
-            convert=_whole_number(1),
+            convert=_whole_number(1, MAX_CONCURRENCY),
         ),
         Flag(
             "--timeout",
             "per-attempt deadline for tasks without timeoutMs",
             dest="timeout",
             metavar="MS",
-            convert=_whole_number(1),
+            convert=_whole_number(1, MAX_MS),
         ),
         Flag(
             "--kill-grace",
             "wait between SIGTERM and SIGKILL (default 2000)",
             dest="kill_grace",
             metavar="MS",
-            convert=_whole_number(0),
+            convert=_whole_number(0, MAX_MS),
         ),
         Flag(
             "--reports-dir",
@@ -186,7 +196,7 @@ def parse(argv: Sequence[str]) -> tuple[str, Options | None]:
         raise UsageError(message)
     else:
         # trt FILE [flags], with flags before or after the file.
-        _refuse_typo(command)
+        _refuse_typo(command, args[1:])
         command = "run"
     # --help wins wherever it stands, before any value is judged.
     if "-h" in args or "--help" in args:
@@ -194,7 +204,7 @@ def parse(argv: Sequence[str]) -> tuple[str, Options | None]:
     return command, _parse_flags(command, args)
 
 
-def _refuse_typo(word: str) -> None:
+def _refuse_typo(word: str, rest: list[str]) -> None:
     """Refuse a mistyped command rather than reading it as a file name."""
     import os
 
@@ -205,6 +215,12 @@ def _refuse_typo(word: str) -> None:
     close = difflib.get_close_matches(word, list(FLAGS), n=1, cutoff=0.6)
     if close:
         message = f"unknown command {word!r}; did you mean 'trt {close[0]}'?"
+        raise UsageError(message)
+    looks_like_a_name = "." not in word and os.sep not in word
+    if looks_like_a_name and any(not arg.startswith("-") for arg in rest):
+        # Two words and the first is no file: most likely a wrong command.
+        commands = ", ".join(FLAGS)
+        message = f"unknown command {word!r} (commands: {commands})"
         raise UsageError(message)
 
 
