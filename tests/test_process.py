@@ -6,6 +6,8 @@ import os
 import re
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -321,3 +323,45 @@ def test_sink_survives_a_closed_reader() -> None:
     finally:
         signal.signal(signal.SIGPIPE, previous)
         os.close(write)
+
+
+async def test_timed_out_partial_line_is_still_shown(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    sink = trt.OutputSink(prefix=True, stdout_fd=out, stderr_fd=out)
+    task = load_one(
+        write_tasks, command("slow", "sh", "-c", "printf no-newline; sleep 300")
+    )
+    context = make_context(sink)
+
+    with trio.fail_after(HANG_GUARD), trio.move_on_after(0.5):
+        await trt.run_task(task, context)
+    os.close(out)
+
+    assert (tmp_path / "out").read_bytes() == b"[slow] no-newline\n"
+    assert context.probe.terminated_with == "SIGTERM"
+
+
+def test_sink_waits_on_a_non_blocking_reader() -> None:
+    """A full non-blocking pipe makes the sink wait, not drop output."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    received = bytearray()
+
+    def drain() -> None:
+        while chunk := os.read(read, 4096):
+            received.extend(chunk)
+            time.sleep(0.0005)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        sink = trt.OutputSink(prefix=False, stdout_fd=write, stderr_fd=write)
+        sink.stream("job", "stdout").feed(b"x" * 1_000_000)
+    finally:
+        os.close(write)
+        reader.join()
+        os.close(read)
+
+    assert len(received) == 1_000_000

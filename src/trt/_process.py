@@ -279,7 +279,12 @@ async def _terminate_group(process: _Child, probe: AttemptProbe, grace: float) -
     A leader that already exited (its pipes held open by a grandchild)
     needs no SIGTERM: the sweep below ends the rest of its group.
     """
-    if not _has_exited(process.pid):
+    if _has_exited(process.pid):
+        # Only the sweep below is needed, for whatever still holds the
+        # pipes; record it so the report shows trt ended something.
+        probe.terminated_with = "SIGKILL"
+        probe.terminated_at = utc_now()
+    else:
         probe.terminated_with = "SIGTERM"
         probe.terminated_at = utc_now()
         _signal_group(process.pid, signal.SIGTERM)
