@@ -20,6 +20,7 @@ really gone before the cancellation propagates.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,8 +141,10 @@ def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
         # close descriptors that trt itself inherited as inheritable from
         # its parent, so such a descriptor also reaches the task. trt's own
         # descriptors are all close-on-exec, as Python makes them.
-        pid = os.posix_spawnp(
-            task.argv[0],
+        program = _resolve(task.argv[0])
+        spawn = os.posix_spawn if program is not None else os.posix_spawnp
+        pid = spawn(
+            program or task.argv[0],
             task.argv,
             env,
             file_actions=[
@@ -167,6 +170,31 @@ def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
         process_group=0,
     )
     return _Child(popen.pid, popen)
+
+
+def _resolve(program: str) -> str | None:
+    """Return the file posix_spawn should run for ``program``, if known.
+
+    The vfork'd child searches PATH while trt's event loop waits for it,
+    trying each folder in turn. So the search happens here instead, once
+    per program and PATH, and the result is kept while the file is still
+    executable. None leaves the search (and its error) to posix_spawnp.
+    """
+    if "/" in program:
+        return program
+    path = os.environ.get("PATH", os.defpath)
+    key = (program, path)
+    found = _resolved.get(key)
+    if found is None or not os.access(found, os.X_OK):
+        found = shutil.which(program, path=path)
+        if found is None:
+            return None
+        _resolved[key] = found
+    return found
+
+
+# Program name and PATH -> absolute path, filled by _resolve.
+_resolved: dict[tuple[str, str], str] = {}
 
 
 def _spawn_env(extra: Mapping[str, str]) -> Mapping[bytes, bytes]:
