@@ -324,3 +324,17 @@ def test_awkward_bytes(tmp_path: Path, data: bytes, message: str | None) -> None
         return
     with pytest.raises(trt.TaskFileError, match=message):
         trt.load_task_file(path)
+
+
+def test_check_task_file_gives_ids_or_the_same_problems() -> None:
+    assert (
+        trt.check_task_file(TASKS / "dag.json")
+        == trt.load_task_file(TASKS / "dag.json").ids
+    )
+
+    path = INVALID / "many-problems.json"
+    with pytest.raises(trt.TaskFileError) as checked:
+        trt.check_task_file(path)
+    with pytest.raises(trt.TaskFileError) as loaded:
+        trt.load_task_file(path)
+    assert checked.value.problems == loaded.value.problems

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         TaskContext,
         run_task,
     )
-    from trt._loader import load_task_file
+    from trt._loader import check_task_file, load_task_file
     from trt._model import CommandTask, FunctionTask, RetryPolicy, Task, TaskGraph
     from trt._output import OutputSink
     from trt._report import write_report
@@ -62,6 +62,7 @@ _EXPORTS = {
     "TaskResult": "trt._results",
     "TrtError": "trt._exceptions",
     "UsageError": "trt._exceptions",
+    "check_task_file": "trt._loader",
     "json_schema": "trt._spec",
     "load_task_file": "trt._loader",
     "run_graph": "trt._runtime",
@@ -92,6 +93,7 @@ __all__ = [
     "TaskResult",
     "TrtError",
     "UsageError",
+    "check_task_file",
     "json_schema",
     "load_task_file",
     "run_graph",

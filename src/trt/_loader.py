@@ -16,19 +16,14 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 
 from trt._exceptions import TaskFileError
-from trt._model import (
-    CommandTask,
-    FunctionTask,
-    RetryPolicy,
-    Task,
-    TaskGraph,
-    frozen_mapping,
-)
+
+if TYPE_CHECKING:
+    from trt._model import Task, TaskGraph
 from trt._spec import (
     ENV_NAME_PATTERN,
     EXPORT_PATTERN,
@@ -72,6 +67,37 @@ def load_task_file(path: str | os.PathLike[str]) -> TaskGraph:
         TaskFileError: when the file cannot be read or parsed, or when any
             field or relation is invalid; it lists every problem found.
     """
+    from trt._model import TaskGraph
+
+    checked = _validate(path)
+    tasks = tuple(
+        _normalize(index, spec, checked.base_dir) for index, spec in checked.specs
+    )
+    return TaskGraph(tasks, source=checked.source, metadata=checked.metadata)
+
+
+def check_task_file(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Validate the task file at ``path`` and return its ids in file order.
+
+    The same checks as :func:`load_task_file`, without building the model,
+    for ``trt validate``.
+
+    Raises:
+        TaskFileError: as :func:`load_task_file` does.
+    """
+    return tuple(spec.id for _, spec in _validate(path).specs)
+
+
+class _Checked(NamedTuple):
+    """A document that passed every check, not yet normalized."""
+
+    source: str
+    base_dir: str
+    specs: list[tuple[int, AnyTaskSpec]]
+    metadata: dict[str, Any]
+
+
+def _validate(path: str | os.PathLike[str]) -> _Checked:
     shown = os.fspath(path)
     try:
         with open(path, "rb") as handle:
@@ -85,30 +111,26 @@ def load_task_file(path: str | os.PathLike[str]) -> TaskGraph:
     # Some editors start UTF-8 files with a byte-order mark; JSON allows a
     # reader to ignore it, and so does trt.
     data = data.removeprefix(b"\xef\xbb\xbf")
+    checker = _Checker(shown)
     if not shown.endswith(".toml"):
-        # Fast path: one C-level decode validates a correct file entirely;
+        # Fast path: one C-level decode validates a correct file's fields;
         # only a file with problems pays for the field-by-field pass.
         try:
-            spec = msgspec.json.decode(data, type=TaskFileSpec)
+            document = msgspec.json.decode(data, type=TaskFileSpec)
         except (msgspec.DecodeError, RecursionError):
             pass
         else:
-            return _graph_from_spec(spec, source=shown, base_dir=base_dir)
+            specs = list(enumerate(document.tasks))
+            checker.check_relations([(i, t.id, t.depends_on) for i, t in specs])
+            checker.check_module_files(specs, base_dir)
+            checker.raise_problems()
+            return _Checked(shown, base_dir, specs, document.metadata)
     raw = _parse(shown, data)
-    return build_graph(raw, source=shown, base_dir=base_dir)
-
-
-def _graph_from_spec(spec: TaskFileSpec, *, source: str, base_dir: str) -> TaskGraph:
-    """Check relations of an already well-formed document and build the graph."""
-    specs = list(enumerate(spec.tasks))
-    checker = _Checker(source)
-    checker.check_relations([(i, t.id, t.depends_on) for i, t in specs])
+    specs = checker.check_document(raw)
+    checker.check_relations(checker.relations)
     checker.check_module_files(specs, base_dir)
-    if checker.problems:
-        problems = checker.problems
-        raise TaskFileError(source, _capped(problems), total=len(problems))
-    tasks = tuple(_normalize(index, task, base_dir) for index, task in specs)
-    return TaskGraph(tasks, source=source, metadata=spec.metadata)
+    checker.raise_problems()
+    return _Checked(shown, base_dir, specs, raw.get("metadata", {}))
 
 
 def _parse(shown: str, data: bytes) -> Any:
@@ -148,34 +170,6 @@ def _json_error(shown: str, data: bytes, exc: msgspec.DecodeError) -> str:
     return f"{shown}:{line}:{column}: invalid JSON: {reason}"
 
 
-def build_graph(
-    raw: Any, *, source: str, base_dir: str | os.PathLike[str]
-) -> TaskGraph:
-    """Validate a decoded document and build the task graph from it.
-
-    Args:
-        raw: the document as plain Python objects (dicts, lists, scalars).
-        source: how to name the file in messages.
-        base_dir: the folder relative ``cwd`` and module paths start from.
-
-    Returns:
-        The normalized graph.
-
-    Raises:
-        TaskFileError: listing every problem when anything is invalid.
-    """
-    base_dir = os.fspath(base_dir)
-    checker = _Checker(source)
-    specs = checker.check_document(raw)
-    checker.check_relations(checker.relations)
-    checker.check_module_files(specs, base_dir)
-    if checker.problems:
-        problems = checker.problems
-        raise TaskFileError(source, _capped(problems), total=len(problems))
-    tasks = tuple(_normalize(index, spec, base_dir) for index, spec in specs)
-    return TaskGraph(tasks, source=source, metadata=raw.get("metadata", {}))
-
-
 @functools.cache
 def _fields_of(cls: type[msgspec.Struct]) -> dict[str, msgspec.structs.FieldInfo]:
     # msgspec re-evaluates the annotations on every call: cache per class.
@@ -198,6 +192,12 @@ class _Checker:
         # (index, id, dependsOn) of every task whose id is usable, even
         # when other fields are not: relations are checked for all of them.
         self.relations: list[tuple[int, str, list[str]]] = []
+
+    def raise_problems(self) -> None:
+        """Raise every problem found so far, if there is any."""
+        if self.problems:
+            problems = self.problems
+            raise TaskFileError(self.source, _capped(problems), total=len(problems))
 
     def add(self, path: str, message: str, *, task_id: str | None = None) -> None:
         where = f"{self.source}: {path}"
@@ -544,6 +544,8 @@ def _is_file_module(module: str) -> bool:
 
 def _normalize(index: int, spec: AnyTaskSpec, base_dir: str) -> Task:
     """Resolve paths and defaults; the result no longer needs the file."""
+    from trt._model import CommandTask, FunctionTask, RetryPolicy, frozen_mapping
+
     retries = RetryPolicy()
     if spec.retries is not msgspec.UNSET:
         retry_on = spec.retries.retry_on

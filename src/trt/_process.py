@@ -2,9 +2,10 @@
 
 Data flow for one attempt::
 
-    Popen(argv, process_group=0) ──stdout pipe──> pump ──> OutputSink
-                 │              └──stderr pipe──> pump ──> OutputSink
-                 └── pidfd readable ──> leader exited (still a zombie)
+    posix_spawn(argv, pgroup=0) ──stdout pipe──> pump ──> OutputSink
+                 │             └──stderr pipe──> pump ──> OutputSink
+                 └── after both pipes close: leader exited? (waitid
+                     WNOWAIT, else a pidfd wait; it stays a zombie)
 
 The attempt ends when the leader has exited *and* both pipes reached EOF, so
 no output is lost. Only then is the group swept with SIGKILL (anything left
@@ -85,8 +86,12 @@ async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResu
         stdout = context.output.stream(task.id, "stdout")
         stderr = context.output.stream(task.id, "stderr")
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pump, out_read, stdout, probe, "stdout")
             nursery.start_soon(_pump, err_read, stderr, probe, "stderr")
+            await _pump(out_read, stdout, probe, "stdout")
+        # Both pipes are closed; usually because the leader exited, so a
+        # non-blocking check spares the pidfd and its epoll registration.
+        # A leader that closed its output but lives on is waited for.
+        if not _has_exited(process.pid):
             await _wait_exited(process.pid)
     except BaseException:
         # Cancelled (timeout or run stop) or a bug: either way the group

@@ -24,12 +24,12 @@ def dispatch(command: str, options: Options) -> int:
 
 def validate(options: Options) -> int:
     """Load the file; print its task count and ids, or raise its problems."""
-    from trt._loader import load_task_file
+    from trt._loader import check_task_file
 
     assert options.file is not None  # the parser requires FILE for validate
-    graph = load_task_file(options.file)
-    noun = "task" if len(graph) == 1 else "tasks"
-    lines = [f"{graph.source}: valid, {len(graph)} {noun}", *graph.ids]
+    ids = check_task_file(options.file)
+    noun = "task" if len(ids) == 1 else "tasks"
+    lines = [f"{options.file}: valid, {len(ids)} {noun}", *ids]
     sys.stdout.write("\n".join(lines) + "\n")
     return _exit_codes.SUCCESS
 
