@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import trt
-from tests.conftest import TASKS, WriteTasks, command, run_cli
+from tests.conftest import REPO, TASKS, WriteTasks, command, run_cli
 
 
 class TestHelp:
@@ -37,31 +37,30 @@ class TestHelp:
 
     def test_help_imports_neither_trio_nor_msgspec(self) -> None:
         code = (
-            "import sys, io, contextlib\n"
+            "import sys\n"
             "from trt._cli._main import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    main(['--help'])\n"
-            "print(sorted(m for m in ('trio', 'msgspec') if m in sys.modules))\n"
+            "main(['--help'])\n"
+            "print(sorted(m for m in ('trio', 'msgspec') if m in sys.modules),"
+            " file=sys.stderr)\n"
         )
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
 
-        assert done.stdout.strip() == "[]"
+        assert done.stderr.strip() == "[]"
 
     def test_validate_does_not_import_trio(self) -> None:
         code = (
-            "import sys, io, contextlib\n"
+            "import sys\n"
             "from trt._cli._main import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    main(['validate', {str(TASKS / 'dag.json')!r}])\n"
-            "print('trio' in sys.modules)\n"
+            f"main(['validate', {str(TASKS / 'dag.json')!r}])\n"
+            "print('trio' in sys.modules, file=sys.stderr)\n"
         )
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
 
-        assert done.stdout.strip() == "False"
+        assert done.stderr.strip() == "False"
 
 
 def test_version_is_printed() -> None:
@@ -209,6 +208,57 @@ class TestValidate:
         assert "depends on unknown task 'ghost'" in done.stderr
         assert not marker.exists()
         assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["schema"], ["validate", str(TASKS / "dag.json")]],
+    ids=["help", "schema", "validate"],
+)
+def test_unwritable_stdout_is_one_clear_error(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "trt", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            check=False,
+        )
+
+    assert done.returncode == 1
+    assert (
+        done.stderr == "trt: error: cannot write to stdout: No space left on device\n"
+    )
+
+
+def test_lost_task_output_fails_the_run(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    path = write_tasks(command("say", "echo", "important"))
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trt",
+                "run",
+                str(path),
+                "--reports-dir",
+                str(tmp_path),
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            check=False,
+        )
+
+    assert done.returncode == 1
+    assert done.stderr.endswith(
+        "trt: error: cannot write task output to stdout: No space left on device\n"
+    )
 
 
 def test_schema_prints_the_generated_json_schema() -> None:

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 # Modules loaded from a path, keyed by that path: a file is executed once per
 # trt process, however many tasks and attempts use it, as an import would be.
 _loaded_files: dict[str, ModuleType] = {}
-_load_lock = threading.Lock()
+# One lock per file: a slow import must not hold up other modules.
+# (dict.setdefault is atomic under the GIL, so the dict needs no lock.)
+_load_locks: dict[str, threading.Lock] = {}
 
 
 def _package_dir(module: ModuleType) -> str:
@@ -131,7 +133,9 @@ async def _call(
                 lambda: (function(task_context),), abandon_on_cancel=True
             )
         except BaseException as exc:
-            if _is_stop(exc):
+            # Ctrl-C is delivered to the main thread only: a
+            # KeyboardInterrupt from the worker thread is the function's.
+            if isinstance(exc, trio.Cancelled):
                 raise
             return _error("thrown", exc)
         if not inspect.isawaitable(awaitable):
@@ -153,8 +157,17 @@ def _is_async(function: Callable[..., Any]) -> bool:
 
 
 def _error(kind: str, exc: BaseException) -> TaskError:
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return TaskError(kind=kind, message=message, stack=_user_stack(exc))
+    return TaskError(kind=kind, message=_describe(exc), stack=_user_stack(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """Return "Type: text" for an exception whose str() may itself fail."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:
+        text = f"<str() of this {name} raised>"
+    return f"{name}: {text}" if text else name
 
 
 def _user_stack(exc: BaseException) -> str:
@@ -200,9 +213,9 @@ def _load(task: FunctionTask) -> Callable[..., Any]:
                 sys.path.append(task.import_root)
             module = importlib.import_module(task.module)
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        message = f"cannot import {task.module!r}: {type(exc).__name__}: {exc}"
+        # This runs in a worker thread, where a KeyboardInterrupt can only
+        # come from the module itself, never from Ctrl-C.
+        message = f"cannot import {task.module!r}: {_describe(exc)}"
         raise _LoadError(message) from exc
     return _export(task, module)
 
@@ -222,7 +235,7 @@ def _export(task: FunctionTask, module: ModuleType) -> Callable[..., Any]:
 def _load_file(path: str) -> ModuleType:
     # Imports run in worker threads; the lock makes two tasks sharing a
     # file wait for one execution of it rather than run it twice.
-    with _load_lock:
+    with _load_locks.setdefault(path, threading.Lock()):
         module = _loaded_files.get(path)
         if module is None:
             module = _exec_file(path)

@@ -202,7 +202,7 @@ class _Checker:
     def add(self, path: str, message: str, *, task_id: str | None = None) -> None:
         where = f"{self.source}: {path}"
         if task_id is not None:
-            where += f" (task {task_id!r})"
+            where += f" (task {_shown(task_id)})"
         self.problems.append(f"{where}: {message}")
 
     def check_document(self, raw: Any) -> list[tuple[int, AnyTaskSpec]]:
@@ -356,7 +356,9 @@ class _Checker:
                 elif dep in listed:
                     self.add(place, f"{dep!r} is listed twice", task_id=task_id)
                 elif dep not in seen:
-                    hint = _did_you_mean(dep, seen) if suggest else ""
+                    # Past the problems that will be shown, skip the cost.
+                    wanted = suggest and len(self.problems) < MAX_PROBLEMS_SHOWN
+                    hint = _did_you_mean(dep, seen) if wanted else ""
                     message = f"depends on unknown task {dep!r}{hint}"
                     self.add(place, message, task_id=task_id)
                 listed.add(dep)

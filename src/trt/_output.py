@@ -29,6 +29,8 @@ class OutputSink:
         self.prefix = prefix
         self._fds = {"stdout": stdout_fd, "stderr": stderr_fd}
         self._closed: set[str] = set()
+        # The first write error other than a vanished reader, if any.
+        self.failure: str | None = None
 
     def stream(self, task_id: str, name: str) -> StreamWriter:
         """Return a writer for one task's ``stdout`` or ``stderr``."""
@@ -53,9 +55,16 @@ class OutputSink:
                 # sets O_NONBLOCK on its pipes): wait for room, lose nothing.
                 select.select([], [fd], [])
                 continue
-            except OSError:
-                # The reader is gone (EPIPE) or the descriptor is closed.
+            except BrokenPipeError:
+                # The reader is gone (trt run ... | head): stop quietly.
                 self._closed.add(name)
+                return
+            except OSError as exc:
+                # Anything else (a full disk, a closed descriptor) loses
+                # output the user expected: stop writing, but say so.
+                self._closed.add(name)
+                if self.failure is None:
+                    self.failure = f"cannot write task output to {name}: {exc.strerror}"
                 return
             view = view[written:]
 

@@ -301,7 +301,7 @@ def _reap(process: _Child, probe: AttemptProbe) -> None:
         # process when it is garbage collected.
         process.popen.returncode = code
     if code < 0:
-        probe.signal = signal.Signals(-code).name
+        probe.signal = signal_name(-code)
     else:
         probe.exit_code = code
 
@@ -330,6 +330,17 @@ async def _terminate_group(process: _Child, probe: AttemptProbe, grace: float) -
             await _wait_exited(process.pid)
     _sweep_group(process.pid)
     _reap(process, probe)
+
+
+def signal_name(number: int) -> str:
+    """Name a signal, including real-time ones Python has no name for."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        low, high = signal.SIGRTMIN, signal.SIGRTMAX
+        if low < number < high:
+            return f"SIGRTMIN+{number - low}"
+        return f"signal {number}"
 
 
 def _has_exited(pid: int) -> bool:

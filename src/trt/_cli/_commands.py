@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 from trt._cli import _exit_codes
+from trt._cli._console import err, out
 from trt._cli._options import Options
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
@@ -30,7 +29,7 @@ def validate(options: Options) -> int:
     ids = check_task_file(options.file)
     noun = "task" if len(ids) == 1 else "tasks"
     lines = [f"{options.file}: valid, {len(ids)} {noun}", *ids]
-    sys.stdout.write("\n".join(lines) + "\n")
+    out("\n".join(lines) + "\n")
     return _exit_codes.SUCCESS
 
 
@@ -41,7 +40,7 @@ def schema() -> int:
     from trt._spec import json_schema
 
     data = msgspec.json.format(msgspec.json.encode(json_schema()), indent=2)
-    sys.stdout.buffer.write(data + b"\n")
+    out(data.decode() + "\n")
     return _exit_codes.SUCCESS
 
 
@@ -121,17 +120,15 @@ def run(options: Options) -> int:
     runtime = Runtime(graph, run_options)
     result = trio.run(_run_until_terminated, runtime)
     if result is None:
-        print("trt: terminated by SIGTERM; running tasks were stopped", file=sys.stderr)
+        err("trt: terminated by SIGTERM; running tasks were stopped\n")
         return _exit_codes.TERMINATED
     try:
         report: str = str(write_report(result, options.reports_dir))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         report = f"not written ({reason})"
-        print(
-            f"trt: error: cannot write the report to {options.reports_dir!r}: {reason}",
-            file=sys.stderr,
-        )
+        where = options.reports_dir
+        err(f"trt: error: cannot write the report to {where!r}: {reason}\n")
 
     metrics = result.metrics
     counts = [f"{metrics.completed_count} succeeded"]
@@ -144,17 +141,17 @@ def run(options: Options) -> int:
         if count:
             counts.append(f"{count} {label}")
     seconds = metrics.duration_ms / 1000
-    print(
+    err(
         f"trt: {result.status}: {metrics.task_count} tasks, "
-        f"{', '.join(counts)} in {seconds:.2f} s; report: {report}",
-        file=sys.stderr,
+        f"{', '.join(counts)} in {seconds:.2f} s; report: {report}\n"
     )
     if not result.ok:
         for task in result.tasks:
             if task.status != "success" and task.error is not None:
-                print(
-                    f"  {task.id}: {task.status}: {task.error.message}", file=sys.stderr
-                )
+                err(f"  {task.id}: {task.status}: {task.error.message}\n")
+    if runtime.output.failure is not None:
+        err(f"trt: error: {runtime.output.failure}\n")
+        return _exit_codes.RUN_FAILED
     if report.startswith("not written"):
         return _exit_codes.RUN_FAILED
     return _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED

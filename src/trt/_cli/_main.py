@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from trt._cli import _exit_codes
+from trt._cli._console import OutputError, err, out
 from trt._cli._options import command_help, overview, parse
 from trt._exceptions import TrtError
 
@@ -33,34 +34,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options is None and command == "version":
             from trt import __version__
 
-            sys.stdout.write(f"trt {__version__}\n")
+            out(f"trt {__version__}\n")
             return _exit_codes.SUCCESS
         if options is None:
             text = overview() if command == "help" else command_help(command)
-            sys.stdout.write(text)
+            out(text)
             return _exit_codes.SUCCESS
         from trt._cli import _commands
 
         return _commands.dispatch(command, options)
+    except OutputError as exc:
+        err(f"trt: error: {exc}\n")
+        return _exit_codes.RUN_FAILED
     except TrtError as exc:
-        print(f"trt: error: {exc}", file=sys.stderr)
+        err(f"trt: error: {exc}\n")
         return _exit_codes.USAGE_ERROR
     except KeyboardInterrupt:
-        print("trt: interrupted", file=sys.stderr)
+        err("trt: interrupted\n")
         return _exit_codes.INTERRUPTED
     except BaseExceptionGroup as group:
         # Ctrl-C inside a running nursery arrives wrapped in a group.
         if group.subgroup(KeyboardInterrupt) is None:
             return _internal_error(group, debug)
-        print("trt: interrupted", file=sys.stderr)
+        err("trt: interrupted\n")
         return _exit_codes.INTERRUPTED
     except BrokenPipeError:
-        # stdout was closed early (trt validate big.json | head): not an error
-        # worth a traceback, and flushing again at exit would only fail again.
-        import os
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # The reader of stdout went away (trt validate big.json | head):
+        # what it did not read, it did not want.
         return _exit_codes.SUCCESS
     except Exception as exc:
         return _internal_error(exc, debug)
@@ -72,9 +72,8 @@ def _internal_error(exc: BaseException, debug: bool) -> int:
         import traceback
 
         traceback.print_exception(exc)
-    print(
+    err(
         f"trt: internal error: {type(exc).__name__}: {exc}"
-        " (run again with --debug for the traceback)",
-        file=sys.stderr,
+        " (run again with --debug for the traceback)\n"
     )
     return INTERNAL_ERROR

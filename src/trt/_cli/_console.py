@@ -1,0 +1,54 @@
+"""trt's own messages to stdout and stderr, written so that none is lost.
+
+``print`` would drop output silently when a parent made our pipe
+non-blocking (it raises BlockingIOError mid-write) and fails oddly when a
+descriptor is closed (``sys.stdout`` is None). These helpers write whole
+strings to the file descriptors and turn failures into one clear error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+
+from trt._exceptions import TrtError
+
+STDOUT = 1
+STDERR = 2
+
+
+class OutputError(TrtError):
+    """trt could not write its own output (disk full, closed descriptor)."""
+
+
+def out(text: str) -> None:
+    """Write ``text`` to stdout."""
+    _write(STDOUT, text)
+
+
+def err(text: str) -> None:
+    """Write ``text`` to stderr; a failure here has nowhere to be told."""
+    try:
+        _write(STDERR, text)
+    except (OSError, OutputError):
+        pass
+
+
+def _write(fd: int, text: str) -> None:
+    view = memoryview(text.encode("utf-8", "backslashreplace"))
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        except BrokenPipeError:
+            # The reader went away (trt ... | head): stop quietly.
+            raise
+        except OSError as exc:
+            name = "stdout" if fd == STDOUT else "stderr"
+            reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+            message = f"cannot write to {name}: {reason}"
+            raise OutputError(message) from None
+        view = view[written:]
