@@ -385,3 +385,22 @@ class TestRun:
         done = run_cli("run", str(path), "--reports-dir", str(tmp_path))
 
         assert done.stdout == "plain\n"
+
+
+def test_report_keeps_text_that_is_not_unicode(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    (tmp_path / "jobs.py").write_text(
+        "def f(context):\n    raise ValueError('\\ud800 lone surrogate')\n"
+    )
+    path = write_tasks(
+        {"id": "f", "type": "function", "module": "jobs.py", "export": "f"}
+    )
+
+    done = run_cli("run", str(path), "--reports-dir", str(tmp_path / "r"))
+
+    assert done.returncode == 1, done.stderr
+    report = json.loads((tmp_path / "r" / "latest.json").read_text())
+    assert report["tasks"][0]["error"]["message"] == (
+        "ValueError: \\ud800 lone surrogate"
+    )

@@ -40,6 +40,16 @@ async def forever(context):
     await trio.sleep_forever()
 
 NOT_CALLABLE = 3
+
+class BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("no text for you")
+
+def bad_str(context):
+    raise BadStr()
+
+def interrupt(context):
+    raise KeyboardInterrupt
 """
 
 
@@ -84,6 +94,8 @@ async def test_async_function_runs_on_the_loop(
         ("raise_later", "rejected", "RuntimeError: later"),
         ("returns_awaitable", "rejected", "RuntimeError: later"),
         ("absent", "spawn_error", "module 'jobs.py' has no attribute 'absent'"),
+        ("bad_str", "thrown", "BadStr: <str() of this BadStr raised>"),
+        ("interrupt", "thrown", "KeyboardInterrupt"),
         (
             "NOT_CALLABLE",
             "spawn_error",
@@ -95,6 +107,8 @@ async def test_async_function_runs_on_the_loop(
         "async-raises",
         "sync-returns-failing-awaitable",
         "missing-export",
+        "bad-str",
+        "keyboard-interrupt-in-thread",
         "not-callable",
     ],
 )

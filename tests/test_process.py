@@ -116,6 +116,19 @@ async def test_death_by_signal_is_named(
     assert result.error.message == "sh was killed by SIGKILL"
 
 
+async def test_real_time_signal_is_named(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink
+) -> None:
+    number = signal.SIGRTMIN + 1
+    task = load_one(write_tasks, command("rt", "sh", "-c", f"kill -{number} $$"))
+
+    with trio.fail_after(HANG_GUARD):
+        result = await trt.run_task(task, make_context(quiet_output))
+
+    assert result.process is not None
+    assert result.process.signal == "SIGRTMIN+1"
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

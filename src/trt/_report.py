@@ -28,7 +28,7 @@ def _escaped(value: Any) -> Any:
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
         return {_escaped(key): _escaped(item) for key, item in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_escaped(item) for item in value]
     return value
 
