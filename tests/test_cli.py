@@ -99,6 +99,11 @@ class TestBadUsage:
             (["--frobnicate"], "unknown flag '--frobnicate' for trt run"),
             (["--frob=1"], "unknown flag '--frob' for trt run"),
             (["extra.json"], "unexpected argument 'extra.json' for trt run"),
+            (["--reports-dir", "--timeout", "5"], "--reports-dir: missing value"),
+            (
+                ["--kill-grace", "0" * 30 + "1" * 16],
+                "--kill-grace: at most 31536000000 allowed, got '00000000000000000000'",
+            ),
         ],
         ids=[
             "zero",
@@ -111,6 +116,8 @@ class TestBadUsage:
             "unknown",
             "unknown-with-value",
             "second-file",
+            "flag-as-value",
+            "huge-with-leading-zeros",
         ],
     )
     def test_refused_with_one_line_and_exit_2(
@@ -147,6 +154,14 @@ class TestBadUsage:
         assert done.returncode == 2
         assert done.stderr == (
             "trt: error: unknown command 'valdiate'; did you mean 'trt validate'?\n"
+        )
+
+    def test_missing_file_with_flags_is_not_called_a_command(self) -> None:
+        done = run_cli("nosuchfile", "--concurrency", "2")
+
+        assert done.returncode == 2
+        assert "nosuchfile: cannot read the file: No such file or directory" in (
+            done.stderr
         )
 
     def test_unknown_top_level_flag(self) -> None:

@@ -60,7 +60,9 @@ def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
         if not (text.isascii() and text.isdigit()) or int(text) < minimum:
             message = f"expected {noun}, got {text!r}"
             raise ValueError(message)
-        if len(text) > 15 or int(text) > maximum:
+        # Length first, so a thousand-digit value never reaches int().
+        significant = text.lstrip("0")
+        if len(significant) > 15 or int(text) > maximum:
             message = f"at most {maximum} allowed, got {text[:20]!r}"
             raise ValueError(message)
         return int(text)
@@ -185,12 +187,14 @@ def parse(argv: Sequence[str]) -> tuple[str, Options | None]:
     args = list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         return "help", None
-    if args[0] == "--version":
+    if "--version" in args:
         return "version", None
     command = args[0]
     run_flags = {flag.name for flag in FLAGS["run"]}
     if command in FLAGS:
         args = args[1:]
+    elif command == "--":
+        command = "run"
     elif command.startswith("-") and command.partition("=")[0] not in run_flags:
         message = f"unknown flag {command!r} (try: trt --help)"
         raise UsageError(message)
@@ -217,11 +221,26 @@ def _refuse_typo(word: str, rest: list[str]) -> None:
         message = f"unknown command {word!r}; did you mean 'trt {close[0]}'?"
         raise UsageError(message)
     looks_like_a_name = "." not in word and os.sep not in word
-    if looks_like_a_name and any(not arg.startswith("-") for arg in rest):
+    if looks_like_a_name and _positionals(rest):
         # Two words and the first is no file: most likely a wrong command.
         commands = ", ".join(FLAGS)
         message = f"unknown command {word!r} (commands: {commands})"
         raise UsageError(message)
+
+
+def _positionals(args: list[str]) -> list[str]:
+    """Return the arguments of ``trt run`` that are not flags or values."""
+    takes_value = {flag.name for flag in FLAGS["run"] if flag.takes_value}
+    found: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in takes_value
+        else:
+            found.append(arg)
+    return found
 
 
 def _parse_flags(command: str, args: list[str]) -> Options:
@@ -251,10 +270,12 @@ def _parse_flags(command: str, args: list[str]) -> Options:
             continue
         if has_inline:
             text = inline
-        elif position < len(args):
+        elif position < len(args) and args[position].partition("=")[0] not in known:
             text = args[position]
             position += 1
         else:
+            # Nothing follows, or the next word is another flag: a value
+            # such as "--reports-dir --concurrency" is a forgotten value.
             message = f"{name}: missing value"
             raise UsageError(message)
         try:
