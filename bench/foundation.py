@@ -90,20 +90,18 @@ trio.run(main, sys.argv[1], int(sys.argv[2]))
 # What each lazily-importing command must not load.
 FORBIDDEN_IMPORTS = {"trt --help": ("trio", "msgspec"), "trt validate": ("trio",)}
 
-# Runs trt's own entry point with the given arguments, stdout swallowed, then
-# reports which heavy modules that pulled in.
+# Runs trt's own entry point with the given arguments, then reports on
+# stderr which heavy modules that pulled in (trt writes its own output to
+# file descriptor 1 directly, so stdout is sent to /dev/null by the caller).
 IMPORT_PROBE = """\
-import contextlib
-import io
 import json
 import sys
 
 from trt._cli._main import main
 
-with contextlib.redirect_stdout(io.StringIO()):
-    code = main(sys.argv[1:])
+code = main(sys.argv[1:])
 loaded = {name: name in sys.modules for name in ("trio", "msgspec")}
-print(json.dumps({"exit_code": code, **loaded}))
+print(json.dumps({"exit_code": code, **loaded}), file=sys.stderr)
 """
 
 
@@ -202,11 +200,12 @@ def probe_imports(args: Sequence[str]) -> dict[str, object]:
     """Run trt's main with ``args`` in a fresh process; report what it imported."""
     completed = subprocess.run(
         [PYTHON, "-c", IMPORT_PROBE, *args],
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         check=True,
     )
-    result: dict[str, object] = json.loads(completed.stdout)
+    result: dict[str, object] = json.loads(completed.stderr.splitlines()[-1])
     if result["exit_code"] != 0:
         message = f"trt {' '.join(args)} exited with code {result['exit_code']}"
         raise RuntimeError(message)
