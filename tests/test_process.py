@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -46,6 +47,23 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def gone_within(pid: int, seconds: float = 5.0) -> bool:
+    """Tell whether ``pid`` has exited, or does so within ``seconds``.
+
+    A process killed together with its group may still be dying when the
+    call that killed it returns; its pidfd turns readable once it is gone.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([pidfd], [], [], seconds)
+        return bool(readable)
+    finally:
+        os.close(pidfd)
 
 
 async def wait_gone(pid: int) -> None:
@@ -277,7 +295,7 @@ async def test_cancellation_terminates_the_whole_group(
             await trt.run_task(task, context)
 
     pids = [int(line) for line in marker.read_text().split()]
-    assert not any(pid_alive(pid) for pid in pids)
+    assert all(gone_within(pid) for pid in pids)
     assert context.probe.terminated_with == "SIGTERM"
 
 
