@@ -24,6 +24,23 @@ STARTUP_LIMIT = 20.0
 EXIT_LIMIT = 20.0
 
 
+def start_trt(*args: str) -> subprocess.Popen[str]:
+    """Start ``python -m trt ARGS`` with SIGINT handled.
+
+    A job started in the background by a non-interactive shell inherits
+    SIGINT ignored, and Python then leaves it ignored, as Unix expects of
+    background jobs; the test must not depend on how pytest was started.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "trt", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def wait_for_files(paths: list[Path]) -> None:
     deadline = time.monotonic() + STARTUP_LIMIT
     while not all(path.exists() and path.read_text().strip() for path in paths):
@@ -54,22 +71,13 @@ def test_signal_stops_run_and_every_child(
     ]
     tasks.append(command("queued", "sleep", "477"))
     path = write_tasks(*tasks)
-    trt = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trt",
-            "run",
-            str(path),
-            "--concurrency",
-            "3",
-            "--reports-dir",
-            str(tmp_path / "reports"),
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    trt = start_trt(
+        "run",
+        str(path),
+        "--concurrency",
+        "3",
+        "--reports-dir",
+        str(tmp_path / "reports"),
     )
     try:
         wait_for_files(markers)
@@ -98,22 +106,13 @@ def test_second_sigterm_during_cleanup_still_exits_143(
         f"open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
     )
     path = write_tasks(command("stubborn", sys.executable, "-c", stubborn))
-    trt = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trt",
-            "run",
-            str(path),
-            "--kill-grace",
-            "1000",
-            "--reports-dir",
-            str(tmp_path / "reports"),
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    trt = start_trt(
+        "run",
+        str(path),
+        "--kill-grace",
+        "1000",
+        "--reports-dir",
+        str(tmp_path / "reports"),
     )
     try:
         wait_for_files([marker])
@@ -154,22 +153,13 @@ def test_ctrl_c_amid_rapid_spawns_leaves_no_process(
     path = write_tasks(*[command(f"t{i}", "sh", "-c", body) for i in range(3000)])
 
     for delay in (0.6, 0.9, 1.2):
-        trt = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "trt",
-                "run",
-                str(path),
-                "--concurrency",
-                "8",
-                "--reports-dir",
-                str(tmp_path / "reports"),
-            ],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        trt = start_trt(
+            "run",
+            str(path),
+            "--concurrency",
+            "8",
+            "--reports-dir",
+            str(tmp_path / "reports"),
         )
         try:
             time.sleep(delay)
