@@ -347,11 +347,17 @@ class TestRun:
             "runId",
             "taskFile",
             "status",
+            "mode",
             "options",
             "startedAt",
             "endedAt",
             "tasks",
             "metrics",
+            "stopReason",
+            "canceledAt",
+            "cancelReason",
+            "canceledTaskIds",
+            "error",
         }
         assert report["status"] == "success"
         assert report["metrics"]["maxActive"] == 20

@@ -42,3 +42,47 @@ def write_report(result: RunResult, reports_dir: str | Path = "reports") -> Path
     path = Path(reports_dir) / "latest.json"
     write_atomic(path, encode_result(result))
     return path
+
+
+def update_modes(result: RunResult, exit_code: int, reports_dir: str | Path) -> Path:
+    """Record this run in ``reports_dir/modes.json`` under its mode.
+
+    One entry per mode: this run's replaces the entry of its own mode and
+    the others are kept, so running a file in each mode leaves a side by
+    side comparison. An unreadable file is started afresh.
+
+    Raises:
+        OSError: when the file cannot be written.
+    """
+    path = Path(reports_dir) / "modes.json"
+    entries: dict[str, Any] = {}
+    try:
+        existing = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        existing = None
+    if isinstance(existing, dict):
+        entries = existing
+    counts: dict[str, int] = {}
+    for task in result.tasks:
+        counts[task.status] = counts.get(task.status, 0) + 1
+    entries[result.mode] = {
+        "taskFile": result.task_file,
+        "status": result.status,
+        "exitCode": exit_code,
+        "startedCount": sum(1 for task in result.tasks if task.attempts),
+        "settledCount": sum(1 for task in result.tasks if task.status in _OWN_OUTCOMES),
+        "stopReason": result.stop_reason,
+        "counts": counts,
+        "durationMs": result.metrics.duration_ms,
+        "startedAt": result.started_at,
+        "endedAt": result.ended_at,
+    }
+    ordered = {mode: entries[mode] for mode in sorted(entries)}
+    write_atomic(
+        path, msgspec.json.format(msgspec.json.encode(ordered), indent=2) + b"\n"
+    )
+    return path
+
+
+# A task "settled" when its own attempts decided its status.
+_OWN_OUTCOMES = frozenset({"success", "failed", "timed_out"})

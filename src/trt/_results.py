@@ -87,6 +87,7 @@ class TaskResult(ResultStruct, frozen=True, kw_only=True):
     blocked_by: str | None = None
     blocked_root: str | None = None
     error: TaskError | None = None
+    stop_reason: str | None = None
     metadata: dict[str, Any] = {}
 
 
@@ -114,8 +115,27 @@ class RunOptions(ResultStruct, frozen=True, kw_only=True):
     """How a run was asked to behave; recorded verbatim in reports."""
 
     concurrency: int = 1
+    mode: str = "allSettled"
     timeout_ms: int | None = None
+    cancel_after_ms: int | None = None
     kill_grace_ms: int = 2000
+
+
+class TaskFailure(ResultStruct, frozen=True, kw_only=True):
+    """One task's failure inside an aggregate error."""
+
+    task_id: str
+    status: str
+    kind: str
+    message: str
+
+
+class AggregateError(ResultStruct, frozen=True, kw_only=True):
+    """Why a run failed when every candidate failed (mode any)."""
+
+    kind: str = "aggregate"
+    message: str
+    errors: tuple[TaskFailure, ...] = ()
 
 
 class RunResult(ResultStruct, frozen=True, kw_only=True):
@@ -129,6 +149,12 @@ class RunResult(ResultStruct, frozen=True, kw_only=True):
     ended_at: str
     tasks: tuple[TaskResult, ...]
     metrics: RunMetrics
+    mode: str = "allSettled"
+    stop_reason: str | None = None
+    canceled_at: str | None = None
+    cancel_reason: str | None = None
+    canceled_task_ids: tuple[str, ...] = ()
+    error: AggregateError | None = None
 
     @property
     def ok(self) -> bool:

@@ -30,14 +30,17 @@ import msgspec
 import trio
 
 from trt._executor import AttemptContext, Executor, LocalExecutor
-from trt._model import BLOCKED, SUCCESS, TIMED_OUT, Task, TaskGraph
+from trt._model import BLOCKED, CANCELED, SUCCESS, TIMED_OUT, Task, TaskGraph
+from trt._modes import ModeRules
 from trt._output import OutputSink
 from trt._results import (
+    AggregateError,
     AttemptResult,
     RunMetrics,
     RunOptions,
     RunResult,
     TaskError,
+    TaskFailure,
     TaskResult,
 )
 from trt._util import utc_now
@@ -59,6 +62,7 @@ class _TaskState:
         "attempts",
         "blocked_by",
         "blocked_root",
+        "cancel_scope",
         "ended_at",
         "ended_clock",
         "queued_at",
@@ -67,6 +71,7 @@ class _TaskState:
         "started_at",
         "started_clock",
         "status",
+        "stop_reason",
         "task",
     )
 
@@ -84,6 +89,9 @@ class _TaskState:
         self.ended_clock: float | None = None
         self.blocked_by: str | None = None
         self.blocked_root: str | None = None
+        self.stop_reason: str | None = None
+        # The scope of the running attempt, or of the backoff wait.
+        self.cancel_scope: trio.CancelScope | None = None
 
 
 @final
@@ -128,6 +136,11 @@ class Runtime:
         self._retry_count = 0
         self._ran = False
         self._nursery: trio.Nursery | None = None
+        self._rules = ModeRules(self.options.mode)
+        self._stop_reason: str | None = None
+        self._canceled_at: str | None = None
+        self._cancel_reason: str | None = None
+        self._timer_scope = trio.CancelScope()
 
     @property
     def active_count(self) -> int:
@@ -153,12 +166,45 @@ class Runtime:
         if self._unfinished:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self.options.cancel_after_ms is not None:
+                    nursery.start_soon(self._cancel_after, self.options.cancel_after_ms)
                 workers = min(self.options.concurrency, len(self.graph))
                 for _ in range(workers):
                     nursery.start_soon(self._worker)
 
         duration_ms = (trio.current_time() - started_clock) * 1000
         return self._result(started_at, utc_now(), duration_ms)
+
+    def cancel(self, reason: str = "canceled") -> None:
+        """Stop the run: start nothing new and cancel what is running.
+
+        Queued and waiting tasks end ``canceled`` at once; running attempts
+        are canceled and end ``canceled`` once their processes are gone.
+        Canceled work is never retried. Calling it again does nothing.
+        """
+        if self._canceled_at is not None or self._unfinished == 0:
+            return
+        self._canceled_at = utc_now()
+        self._cancel_reason = reason
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._ready.clear()
+        for state in self._states.values():
+            if state.status == RUNNING:
+                assert state.cancel_scope is not None
+                state.stop_reason = reason
+                state.cancel_scope.cancel()
+            elif state.status in (PENDING, QUEUED, WAITING_RETRY):
+                if state.cancel_scope is not None:
+                    state.cancel_scope.cancel()
+                state.stop_reason = reason
+                self._finish(state, CANCELED)
+        self._after_finish()
+
+    async def _cancel_after(self, delay_ms: int) -> None:
+        with self._timer_scope:
+            await trio.sleep(delay_ms / 1000)
+            self.cancel(f"--cancel-after {delay_ms} ms elapsed")
 
     # -- queue -----------------------------------------------------------
 
@@ -209,19 +255,28 @@ class Runtime:
         self._active += 1
         self._max_active = max(self._max_active, self._active)
         try:
-            with trio.move_on_at(deadline) as scope:
-                result = await self.executor.run_task(task, context)
+            # Two scopes: the outer one is how the run cancels this attempt,
+            # the inner one its deadline; which caught the cancellation
+            # tells a canceled attempt from a timed-out one.
+            with trio.CancelScope() as run_scope:
+                state.cancel_scope = run_scope
+                with trio.move_on_at(deadline) as deadline_scope:
+                    result = await self.executor.run_task(task, context)
         finally:
             self._active -= 1
-        if scope.cancelled_caught:
+            state.cancel_scope = None
+        if run_scope.cancelled_caught:
+            result = self._canceled(task, context, state.stop_reason)
+        elif deadline_scope.cancelled_caught:
             result = self._timed_out(task, context, timeout_ms)
-        elif timeout_ms is not None:
+        if timeout_ms is not None:
             result = msgspec.structs.replace(result, timeout_ms=timeout_ms)
 
         policy = task.retries
         kind = result.error.kind if result.error else None
         if (
             result.status != SUCCESS
+            and self._canceled_at is None
             and attempt < policy.max_attempts
             and policy.allows(result.status, kind)
         ):
@@ -258,9 +313,27 @@ class Runtime:
 
     async def _retry_after(self, state: _TaskState, delay_ms: float) -> None:
         # The sleeper holds no limiter token: a task in backoff must not
-        # keep another task from running.
-        await trio.sleep(delay_ms / 1000)
-        self._enqueue(state)
+        # keep another task from running. Canceling the run cancels the
+        # wait at once; cancel() has then already ended the task.
+        with trio.CancelScope() as scope:
+            state.cancel_scope = scope
+            await trio.sleep(delay_ms / 1000)
+            state.cancel_scope = None
+            self._enqueue(state)
+
+    def _canceled(
+        self, task: Task, context: AttemptContext, reason: str | None
+    ) -> AttemptResult:
+        if context.task_context is not None:
+            context.task_context.request_cancel()
+        error = TaskError(kind="canceled", message=reason or "canceled")
+        return context.result(
+            task,
+            CANCELED,
+            error,
+            ended_clock=trio.current_time(),
+            ended_at=utc_now(),
+        )
 
     # -- endings ---------------------------------------------------------
 
@@ -275,8 +348,17 @@ class Runtime:
                     self._enqueue(dependent)
         else:
             self._block_dependents(state)
+        reason = self._rules.settle_on(state.task.id, status)
+        if reason is not None and self._canceled_at is None:
+            self._stop_reason = reason
+            self.cancel(reason)
+        self._after_finish()
+
+    def _after_finish(self) -> None:
         if self._unfinished == 0:
+            # Let the workers and the timer go, so the nursery can close.
             self._lot.unpark_all()
+            self._timer_scope.cancel()
 
     def _finish(self, state: _TaskState, status: str) -> None:
         state.status = status
@@ -303,10 +385,26 @@ class Runtime:
 
     def _result(self, started_at: str, ended_at: str, duration_ms: float) -> RunResult:
         tasks = tuple(self._task_result(state) for state in self._states.values())
+        ok = self._rules.succeeded({task.id: task.status for task in tasks})
+        if ok:
+            status = "success"
+        elif self._cancel_reason is not None and not self._rules_settled():
+            # Stopped from outside (--cancel-after, cancel()), not settled
+            # by its mode.
+            status = "canceled"
+        else:
+            status = "failed"
+        canceled_ids = tuple(t.id for t in tasks if t.status == CANCELED)
         return RunResult(
             run_id=self.run_id,
             task_file=self.graph.source,
-            status="success" if all(t.status == SUCCESS for t in tasks) else "failed",
+            status=status,
+            mode=self.options.mode,
+            stop_reason=self._stop_reason,
+            canceled_at=self._canceled_at,
+            cancel_reason=self._cancel_reason,
+            canceled_task_ids=canceled_ids,
+            error=self._aggregate(tasks) if not ok else None,
             options=self.options,
             started_at=started_at,
             ended_at=ended_at,
@@ -320,6 +418,29 @@ class Runtime:
             ),
         )
 
+    def _rules_settled(self) -> bool:
+        return self._stop_reason is not None and self._stop_reason.startswith("mode ")
+
+    def _aggregate(self, tasks: Sequence[TaskResult]) -> AggregateError | None:
+        """List every failure when mode any found no success at all."""
+        if self.options.mode != "any":
+            return None
+        failures = tuple(
+            TaskFailure(
+                task_id=task.id,
+                status=task.status,
+                kind=task.error.kind,
+                message=task.error.message,
+            )
+            for task in tasks
+            if task.error is not None
+        )
+        if not tasks:
+            message = "mode any: there are no tasks, so none succeeded"
+        else:
+            message = f"mode any: none of {len(tasks)} tasks succeeded"
+        return AggregateError(message=message, errors=failures)
+
     @staticmethod
     def _task_result(state: _TaskState) -> TaskResult:
         queue_ms = duration_ms = None
@@ -329,6 +450,8 @@ class Runtime:
             duration_ms = round((state.ended_clock - state.started_clock) * 1000, 3)
         last = state.attempts[-1] if state.attempts else None
         error = last.error if last is not None else None
+        if state.status == CANCELED and error is None:
+            error = TaskError(kind="canceled", message=state.stop_reason or "canceled")
         if state.status == BLOCKED:
             message = f"dependency {state.blocked_by!r} did not succeed"
             if state.blocked_root != state.blocked_by:
@@ -349,6 +472,7 @@ class Runtime:
             blocked_by=state.blocked_by,
             blocked_root=state.blocked_root,
             error=error,
+            stop_reason=state.stop_reason,
             metadata=dict(task.metadata),
         )
 

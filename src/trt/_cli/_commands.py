@@ -108,13 +108,15 @@ def run(options: Options) -> int:
 
     import trio
 
-    from trt._report import write_report
+    from trt._report import update_modes, write_report
     from trt._results import RunOptions
     from trt._runtime import Runtime
 
     run_options = RunOptions(
         concurrency=options.concurrency,
+        mode=options.mode,
         timeout_ms=options.timeout,
+        cancel_after_ms=options.cancel_after,
         kill_grace_ms=options.kill_grace,
     )
     runtime = Runtime(graph, run_options)
@@ -129,6 +131,12 @@ def run(options: Options) -> int:
         report = f"not written ({reason})"
         where = options.reports_dir
         err(f"trt: error: cannot write the report to {where!r}: {reason}\n")
+
+    code = _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED
+    try:
+        update_modes(result, code, options.reports_dir)
+    except OSError as exc:
+        err(f"trt: error: cannot update modes.json: {exc.strerror or exc}\n")
 
     metrics = result.metrics
     counts = [f"{metrics.completed_count} succeeded"]
@@ -145,13 +153,17 @@ def run(options: Options) -> int:
         f"trt: {result.status}: {metrics.task_count} tasks, "
         f"{', '.join(counts)} in {seconds:.2f} s; report: {report}\n"
     )
+    if result.stop_reason is not None:
+        err(f"  stopped early: {result.stop_reason}\n")
+    if result.error is not None:
+        err(f"  {result.error.message}\n")
     if not result.ok:
         for task in result.tasks:
-            if task.status != "success" and task.error is not None:
+            if task.status not in ("success", "canceled") and task.error is not None:
                 err(f"  {task.id}: {task.status}: {task.error.message}\n")
     if runtime.output.failure is not None:
         err(f"trt: error: {runtime.output.failure}\n")
         return _exit_codes.RUN_FAILED
     if report.startswith("not written"):
         return _exit_codes.RUN_FAILED
-    return _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED
+    return code

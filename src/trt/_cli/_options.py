@@ -41,7 +41,9 @@ class Options:
     def __init__(self) -> None:
         self.file: str | None = None
         self.concurrency = 1
+        self.mode = "allSettled"
         self.timeout: int | None = None
+        self.cancel_after: int | None = None
         self.kill_grace = 2000
         self.reports_dir = "reports"
         self.debug = False
@@ -66,6 +68,23 @@ def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
             message = f"at most {maximum} allowed, got {text[:20]!r}"
             raise ValueError(message)
         return int(text)
+
+    return convert
+
+
+# The run modes, as trt._modes.MODES (a test keeps the two equal); spelled
+# out here so that parsing flags imports nothing.
+MODE_CHOICES = ("allSettled", "all", "race", "any")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """Return a converter accepting one of ``choices`` exactly."""
+
+    def convert(text: str) -> str:
+        if text not in choices:
+            message = f"expected one of {', '.join(choices)}; got {text!r}"
+            raise ValueError(message)
+        return text
 
     return convert
 
@@ -118,9 +137,23 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
             convert=_whole_number(1, MAX_CONCURRENCY),
         ),
         Flag(
+            "--mode",
+            "allSettled (default), all, race or any: when the run settles",
+            dest="mode",
+            metavar="MODE",
+            convert=_choice(MODE_CHOICES),
+        ),
+        Flag(
             "--timeout",
             "per-attempt deadline for tasks without timeoutMs",
             dest="timeout",
+            metavar="MS",
+            convert=_whole_number(1, MAX_MS),
+        ),
+        Flag(
+            "--cancel-after",
+            "cancel the whole run after MS milliseconds",
+            dest="cancel_after",
             metavar="MS",
             convert=_whole_number(1, MAX_MS),
         ),
