@@ -33,3 +33,16 @@ async def raise_later(context: Any) -> None:
 
 async def noop(context: Any) -> None:
     """Do nothing; used to measure trt's own cost per task."""
+
+
+def fail_twice(context: Any) -> str:
+    """Fail on the first two attempts, succeed on the third."""
+    if context.attempt < 3:
+        message = f"attempt {context.attempt} fails on purpose"
+        raise RuntimeError(message)
+    return f"attempt {context.attempt} works"
+
+
+async def sleep_long(context: Any) -> None:
+    """Sleep far past any sensible timeout; ends only by cancellation."""
+    await trio.sleep(33)

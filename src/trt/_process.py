@@ -73,7 +73,7 @@ async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResu
         opened += (out_read, out_write)
         err_read, err_write = os.pipe()
         opened += (err_read, err_write)
-        process = _spawn(task, out_write, err_write)
+        process = _spawn(task, context.attempt, out_write, err_write)
     except (OSError, ValueError) as exc:
         for fd in opened:
             os.close(fd)
@@ -126,7 +126,7 @@ _devnull: int | None = None
 _RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
-def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
+def _spawn(task: CommandTask, attempt: int, stdout: int, stderr: int) -> _Child:
     """Start the task's process group leader; raise OSError if it can't.
 
     Spawning happens on the event loop's thread: both calls below use
@@ -141,7 +141,7 @@ def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
     if task.cwd is None and "PATH" not in task.env:
         if _devnull is None:
             _devnull = os.open(os.devnull, os.O_RDONLY)
-        env = _spawn_env(task.env)
+        env = _spawn_env(task.env, task.id, attempt)
         # Limitation: unlike Popen(close_fds=True), posix_spawn does not
         # close descriptors that trt itself inherited as inheritable from
         # its parent, so such a descriptor also reaches the task. trt's own
@@ -171,7 +171,12 @@ def _spawn(task: CommandTask, stdout: int, stderr: int) -> _Child:
         stdout=stdout,
         stderr=stderr,
         cwd=task.cwd,
-        env={**os.environ, **task.env} if task.env else None,
+        env={
+            **os.environ,
+            **task.env,
+            "TRT_TASK_ID": task.id,
+            "TRT_ATTEMPT": str(attempt),
+        },
         process_group=0,
     )
     return _Child(popen.pid, popen)
@@ -202,8 +207,14 @@ def _resolve(program: str) -> str | None:
 _resolved: dict[tuple[str, str], str] = {}
 
 
-def _spawn_env(extra: Mapping[str, str]) -> Mapping[bytes, bytes]:
+def _spawn_env(
+    extra: Mapping[str, str], task_id: str, attempt: int
+) -> Mapping[bytes, bytes]:
     """Return the child's environment as bytes, cheaply.
+
+    Besides trt's environment and the task's ``env``, every command sees
+    TRT_TASK_ID and TRT_ATTEMPT (1 for the first attempt), so a script can
+    tell a retry from a first try.
 
     posix_spawn would otherwise walk os.environ through its str-decoding
     mapping interface on every spawn, about 0.1 ms per task with a typical
@@ -214,11 +225,11 @@ def _spawn_env(extra: Mapping[str, str]) -> Mapping[bytes, bytes]:
     data: Mapping[bytes, bytes] | None = getattr(os.environ, "_data", None)
     if data is None:  # pragma: no cover - not CPython on POSIX
         data = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
-    if not extra:
-        return data
     merged = dict(data)
     for name, value in extra.items():
         merged[os.fsencode(name)] = os.fsencode(value)
+    merged[b"TRT_TASK_ID"] = task_id.encode()
+    merged[b"TRT_ATTEMPT"] = str(attempt).encode()
     return merged
 
 
