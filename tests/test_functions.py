@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import trio.testing
 
 import trt
 from tests.conftest import WriteTasks, function
-from tests.test_process import make_context
+from tests.test_process import gone_within, make_context
 
 JOBS = """
 import threading
@@ -19,8 +21,16 @@ import trio
 seen = []
 
 def record(context):
-    seen.append((context.task_id, context.attempt, dict(context.metadata)))
-    return threading.current_thread() is threading.main_thread()
+    import json, os, pathlib
+    out = pathlib.Path(__file__).with_name("record.json")
+    data = [context.task_id, context.attempt, dict(context.metadata), os.getpid()]
+    out.write_text(json.dumps(data))
+
+def spin_forever(context):
+    import os, pathlib
+    pathlib.Path(__file__).with_name("spinner.pid").write_text(str(os.getpid()))
+    while True:
+        pass
 
 async def record_async(context):
     await trio.sleep(0)
@@ -68,15 +78,32 @@ async def run_export(
         return await trt.run_task(graph.tasks[0], make_context(quiet_output, attempt=2))
 
 
-async def test_sync_function_gets_a_context(
+async def test_sync_function_runs_in_a_worker_with_a_context(
     write_tasks: WriteTasks, quiet_output: trt.OutputSink, jobs: Path
 ) -> None:
     result = await run_export(write_tasks, quiet_output, "record", metadata={"k": 1})
 
     assert result.status == "success"
     assert result.process is None
-    module = next(m for name, m in __import__("sys").modules.items() if "jobs" in name)
-    assert module.seen == [("f", 2, {"k": 1})]
+    task_id, attempt, metadata, pid = json.loads(
+        jobs.with_name("record.json").read_text()
+    )
+    assert (task_id, attempt, metadata) == ("f", 2, {"k": 1})
+    assert pid != os.getpid()
+
+
+async def test_sync_function_that_never_returns_is_killed(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, jobs: Path
+) -> None:
+    """A timeout ends a busy sync function for real, not just trt's wait."""
+    graph = trt.load_task_file(write_tasks(function("f", "jobs.py", "spin_forever")))
+    marker = jobs.with_name("spinner.pid")
+
+    with trio.fail_after(30):
+        with trio.move_on_after(3):
+            await trt.run_task(graph.tasks[0], make_context(quiet_output))
+
+    assert gone_within(int(marker.read_text()))
 
 
 async def test_async_function_runs_on_the_loop(

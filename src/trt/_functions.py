@@ -1,57 +1,38 @@
 """Run a function task: import its module, call its export, judge the outcome.
 
 Async callables run on the event loop, inside the attempt's cancel scope, so
-a timeout or a stopped run cancels them like any trio code. Sync callables
-run in a worker thread so a slow one cannot stall the scheduler.
+a timeout or a stopped run cancels them like any trio code. Plain (sync)
+callables run in a worker process (trio-parallel), which can be killed on a
+timeout or cancellation: a thread could only have been abandoned, still
+running. The module is also imported here, in a worker thread, to learn
+which kind the export is.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
-import os
-import sys
-import threading
 import traceback
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from trt._executor import TaskContext
 from trt._results import TaskError
+from trt._worker import (
+    LoadError,
+    call_in_worker,
+    describe,
+    export_of,
+    load_export,
+    loaded_module,
+    user_stack,
+)
 
 if TYPE_CHECKING:
     from trt._executor import AttemptContext
     from trt._model import FunctionTask
     from trt._results import AttemptResult
-
-# Modules loaded from a path, keyed by that path: a file is executed once per
-# trt process, however many tasks and attempts use it, as an import would be.
-_loaded_files: dict[str, ModuleType] = {}
-# One lock per file: a slow import must not hold up other modules.
-# (dict.setdefault is atomic under the GIL, so the dict needs no lock.)
-_load_locks: dict[str, threading.Lock] = {}
-
-
-def _package_dir(module: ModuleType) -> str:
-    return str(Path(module.__file__ or "").parent) + os.sep
-
-
-# Frames from these folders are machinery, not the user's code.
-_HIDDEN_PREFIXES = (
-    _package_dir(trio),
-    _package_dir(sys.modules["outcome"]),
-    str(Path(__file__).parent) + os.sep,
-)
-
-
-class _LoadError(Exception):
-    """The export could not be found; becomes a ``spawn_error`` result."""
 
 
 async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptResult:
@@ -76,15 +57,15 @@ async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptRe
             function = await trio.to_thread.run_sync(
                 _load, task, abandon_on_cancel=True
             )
-        except _LoadError as exc:
+        except LoadError as exc:
             return context.finish(task, _load_error(exc))
-    elif isinstance(function, _LoadError):
+    elif isinstance(function, LoadError):
         return context.finish(task, _load_error(function))
 
     task_context = TaskContext(task.id, context.attempt, task.metadata)
     context.task_context = task_context
     try:
-        failure = await _call(function, task_context)
+        failure = await _call(task, function, task_context)
     except trio.Cancelled:
         task_context.request_cancel()
         raise
@@ -102,7 +83,7 @@ def _is_stop(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled | KeyboardInterrupt)
 
 
-def _load_error(exc: _LoadError) -> TaskError:
+def _load_error(exc: LoadError) -> TaskError:
     cause = exc.__cause__
     stack = None
     if cause is not None:
@@ -111,35 +92,17 @@ def _load_error(exc: _LoadError) -> TaskError:
 
 
 async def _call(
-    function: Callable[..., Any], task_context: TaskContext
+    task: FunctionTask, function: Callable[..., Any], task_context: TaskContext
 ) -> TaskError | None:
     """Call ``function``; return the failure, or None when it succeeded."""
-    if _is_async(function):
-        try:
-            awaitable = function(task_context)
-        except BaseException as exc:
-            if _is_stop(exc):
-                raise
-            return _error("thrown", exc)
-    else:
-        # Limitation: a sync function that never returns keeps its worker
-        # thread after a timeout or cancellation; trt stops waiting for it
-        # and sets task_context.cancel_requested, but Python cannot kill a
-        # thread, so only functions that check the flag really stop.
-        try:
-            # Boxed in a tuple: trio refuses a thread function that returns
-            # a coroutine, but a sync function may legitimately do so.
-            (awaitable,) = await trio.to_thread.run_sync(
-                lambda: (function(task_context),), abandon_on_cancel=True
-            )
-        except BaseException as exc:
-            # Ctrl-C is delivered to the main thread only: a
-            # KeyboardInterrupt from the worker thread is the function's.
-            if isinstance(exc, trio.Cancelled):
-                raise
-            return _error("thrown", exc)
-        if not inspect.isawaitable(awaitable):
-            return None
+    if not _is_async(function):
+        return await _call_in_worker(task, task_context)
+    try:
+        awaitable = function(task_context)
+    except BaseException as exc:
+        if _is_stop(exc):
+            raise
+        return _error("thrown", exc)
     try:
         await awaitable
     except BaseException as exc:
@@ -147,6 +110,35 @@ async def _call(
             raise
         return _error("rejected", exc)
     return None
+
+
+async def _call_in_worker(
+    task: FunctionTask, task_context: TaskContext
+) -> TaskError | None:
+    import trio_parallel
+
+    try:
+        failure = await trio_parallel.run_sync(
+            call_in_worker,
+            task.module,
+            task.module_path,
+            task.import_root,
+            task.export,
+            task.id,
+            task_context.attempt,
+            dict(task.metadata),
+            kill_on_cancel=True,
+            # trt's own limiter bounds attempts; trio-parallel's default
+            # (one worker per CPU) would quietly lower --concurrency.
+            limiter=trio.CapacityLimiter(1),
+        )
+    except trio_parallel.BrokenWorkerError as exc:
+        message = f"the worker process running the function died: {exc}"
+        return TaskError(kind="thrown", message=message)
+    if failure is None:
+        return None
+    kind, message, stack = failure
+    return TaskError(kind=kind, message=message, stack=stack or None)
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
@@ -157,106 +149,20 @@ def _is_async(function: Callable[..., Any]) -> bool:
 
 
 def _error(kind: str, exc: BaseException) -> TaskError:
-    return TaskError(kind=kind, message=_describe(exc), stack=_user_stack(exc))
+    return TaskError(kind=kind, message=describe(exc), stack=user_stack(exc))
 
 
-def _describe(exc: BaseException) -> str:
-    """Return "Type: text" for an exception whose str() may itself fail."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:
-        text = f"<str() of this {name} raised>"
-    return f"{name}: {text}" if text else name
-
-
-def _user_stack(exc: BaseException) -> str:
-    """Format the traceback without trt's and trio's own frames.
-
-    The user wants to see where their function failed; the frames of the
-    thread hop and of this module only push that out of view.
-    """
-    frames = [
-        frame
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith(_HIDDEN_PREFIXES)
-    ]
-    lines = ["Traceback (most recent call last):\n"]
-    lines += traceback.format_list(frames)
-    lines += traceback.format_exception_only(exc)
-    return "".join(lines)
-
-
-def _loaded_export(task: FunctionTask) -> Callable[..., Any] | _LoadError | None:
+def _loaded_export(task: FunctionTask) -> Callable[..., Any] | LoadError | None:
     """Return the export if its module is loaded already, else None."""
-    if task.module_path is not None:
-        module = _loaded_files.get(task.module_path)
-    else:
-        module = sys.modules.get(task.module)
+    module = loaded_module(task.module, task.module_path)
     if module is None:
         return None
     try:
-        return _export(task, module)
-    except _LoadError as exc:
+        return export_of(module, task.module, task.export)
+    except LoadError as exc:
         return exc
 
 
 def _load(task: FunctionTask) -> Callable[..., Any]:
     """Import the task's module (once) and return its export."""
-    try:
-        if task.module_path is not None:
-            module = _load_file(task.module_path)
-        else:
-            # Appended, not prepended: a jobs folder must not shadow the
-            # standard library or installed packages.
-            if task.import_root is not None and task.import_root not in sys.path:
-                sys.path.append(task.import_root)
-            module = importlib.import_module(task.module)
-    except BaseException as exc:
-        # This runs in a worker thread, where a KeyboardInterrupt can only
-        # come from the module itself, never from Ctrl-C.
-        message = f"cannot import {task.module!r}: {_describe(exc)}"
-        raise _LoadError(message) from exc
-    return _export(task, module)
-
-
-def _export(task: FunctionTask, module: ModuleType) -> Callable[..., Any]:
-    function = getattr(module, task.export, None)
-    if function is None:
-        message = f"module {task.module!r} has no attribute {task.export!r}"
-        raise _LoadError(message)
-    if not callable(function):
-        kind = type(function).__name__
-        message = f"{task.module}:{task.export} is a {kind}, not a callable"
-        raise _LoadError(message)
-    return function  # type: ignore[no-any-return]
-
-
-def _load_file(path: str) -> ModuleType:
-    # Imports run in worker threads; the lock makes two tasks sharing a
-    # file wait for one execution of it rather than run it twice.
-    with _load_locks.setdefault(path, threading.Lock()):
-        module = _loaded_files.get(path)
-        if module is None:
-            module = _exec_file(path)
-            _loaded_files[path] = module
-        return module
-
-
-def _exec_file(path: str) -> ModuleType:
-    # A private, unique module name: two task folders may both hold a
-    # jobs.py, and neither must shadow a real module of that name.
-    digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:12]
-    name = f"_trt_task_{Path(path).stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        message = f"cannot load {path!r} as a Python module"
-        raise ImportError(message)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    return load_export(task.module, task.module_path, task.import_root, task.export)
