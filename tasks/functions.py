@@ -46,3 +46,9 @@ def fail_twice(context: Any) -> str:
 async def sleep_long(context: Any) -> None:
     """Sleep far past any sensible timeout; ends only by cancellation."""
     await trio.sleep(33)
+
+
+def busy_loop(context: Any) -> None:
+    """Spin without ever returning; only killing its process ends it."""
+    while True:
+        pass

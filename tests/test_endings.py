@@ -97,6 +97,7 @@ def test_timeouts_end_every_kind_of_process(tmp_path: Path) -> None:
     assert (fallback["status"], fallback["timeoutMs"]) == ("timed_out", 500)
     assert fallback["process"]["signal"] == "SIGTERM"
     assert tasks["async-function"]["error"]["kind"] == "timeout"
+    assert tasks["sync-function"]["status"] == "timed_out"
 
 
 def test_flaky_tasks_retry_by_policy(tmp_path: Path) -> None:
