@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TASKS, run_cli
+from tests.conftest import TASKS, WriteTasks, run_cli
 from tests.test_process import gone_within
 from tests.test_signals import processes_running
 
@@ -28,6 +29,10 @@ def leftovers(*durations: str) -> list[int]:
 def report(reports: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((reports / "latest.json").read_text())
     return data
+
+
+def _ms(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp() * 1000
 
 
 def by_id(data: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +122,11 @@ def test_flaky_tasks_retry_by_policy(tmp_path: Path) -> None:
     assert command["status"] == "success"
     assert [a["status"] for a in command["attempts"]] == ["failed", "failed", "success"]
     assert [a["nextDelayMs"] for a in command["attempts"]] == [100, 200, None]
+    # Each retry starts no sooner than its backoff after the previous end.
+    attempts = command["attempts"]
+    for before, after in zip(attempts, attempts[1:], strict=False):
+        gap = _ms(after["startedAt"]) - _ms(before["endedAt"])
+        assert gap >= before["nextDelayMs"] - 1
     function = tasks["flaky-function"]
     assert function["status"] == "success"
     assert [a["nextDelayMs"] for a in function["attempts"]] == [50, 150, None]
@@ -145,3 +155,16 @@ def test_early_settlement_leaves_no_process(tmp_path: Path) -> None:
     data = report(tmp_path)
     assert data["stopReason"].startswith("mode race: task ")
     assert data["status"] == "failed"
+
+
+def test_empty_file_in_each_mode(write_tasks: WriteTasks, tmp_path: Path) -> None:
+    path = write_tasks()
+    codes = {}
+    for mode in ("allSettled", "all", "race", "any"):
+        done = run_cli("run", str(path), "--mode", mode, "--reports-dir", str(tmp_path))
+        codes[mode] = done.returncode
+
+    assert codes == {"allSettled": 0, "all": 0, "race": 1, "any": 1}
+    assert report(tmp_path)["error"]["message"] == (
+        "mode any: there are no tasks, so none succeeded"
+    )
