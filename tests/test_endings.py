@@ -7,6 +7,7 @@ sleeps survives the run.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from datetime import datetime
@@ -124,7 +125,7 @@ def test_flaky_tasks_retry_by_policy(tmp_path: Path) -> None:
     assert [a["nextDelayMs"] for a in command["attempts"]] == [100, 200, None]
     # Each retry starts no sooner than its backoff after the previous end.
     attempts = command["attempts"]
-    for before, after in zip(attempts, attempts[1:], strict=False):
+    for before, after in itertools.pairwise(attempts):
         gap = _ms(after["startedAt"]) - _ms(before["endedAt"])
         assert gap >= before["nextDelayMs"] - 1
     function = tasks["flaky-function"]
