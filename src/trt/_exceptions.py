@@ -5,7 +5,11 @@ This module imports nothing else from trt, so every other module can use it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+# typing.TYPE_CHECKING would import typing, which the start-up budget of
+# ``trt --help`` cannot afford; type checkers honor this name as-is.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class TrtError(Exception):
