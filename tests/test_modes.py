@@ -274,3 +274,36 @@ def test_unknown_mode_is_refused_on_the_command_line() -> None:
     assert done.stderr == (
         "trt: error: --mode: expected one of allSettled, all, race, any; got 'some'\n"
     )
+
+
+async def test_retry_racing_with_settlement_ends_canceled(
+    write_tasks: WriteTasks, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Regression: a retry scheduled just before the run settled came back.
+
+    Both tasks end at the same instant; whichever the scheduler sees first,
+    the failed one must end canceled or failed, never queued, and the run
+    must not wait out the backoff.
+    """
+    for _ in range(20):
+        graph = trt.load_task_file(
+            write_tasks(
+                scripted(
+                    "flaky",
+                    ms=10,
+                    retries={"maxAttempts": 3, "backoffMs": 86_400_000},
+                    metadata={"outcomes": ["failed"]},
+                ),
+                scripted("winner", ms=10),
+            )
+        )
+        options = trt.RunOptions(concurrency=2, mode="any")
+        runtime = trt.Runtime(graph, options, executor=ScriptedExecutor())
+
+        with trio.fail_after(60):
+            result = await runtime.run()
+
+        flaky = result.tasks[0]
+        assert flaky.status in ("canceled", "failed")
+        assert result.status == "success"
+        assert result.metrics.canceled_count + result.metrics.failed_count == 1

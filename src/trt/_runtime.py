@@ -24,13 +24,22 @@ import heapq
 import math
 import uuid
 from collections import deque
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, final
 
 import msgspec
 import trio
 
 from trt._executor import AttemptContext, Executor, LocalExecutor
-from trt._model import BLOCKED, CANCELED, SUCCESS, TIMED_OUT, Task, TaskGraph
+from trt._model import (
+    BLOCKED,
+    CANCELED,
+    SUCCESS,
+    TERMINAL_STATUSES,
+    TIMED_OUT,
+    Task,
+    TaskGraph,
+)
 from trt._modes import ModeRules
 from trt._output import OutputSink
 from trt._results import (
@@ -286,6 +295,9 @@ class Runtime:
             )
             state.status = WAITING_RETRY
             self._retry_count += 1
+            # The scope exists before the sleeper starts: a cancel() that
+            # comes in between must still be able to stop the wait.
+            state.cancel_scope = trio.CancelScope()
             assert self._nursery is not None
             self._nursery.start_soon(self._retry_after, state, delay_ms)
             return
@@ -305,20 +317,26 @@ class Runtime:
             ended_clock=trio.current_time(),
             ended_at=utc_now(),
         )
+        # The deadline itself, not when trt got round to signalling: the
+        # SIGKILL after a grace period would be later by the grace.
+        started = datetime.fromisoformat(context.started_at)
+        deadline = started + timedelta(milliseconds=timeout_ms or 0)
         return msgspec.structs.replace(
             result,
             timeout_ms=timeout_ms,
-            timed_out_at=context.probe.terminated_at or result.ended_at,
+            timed_out_at=deadline.isoformat(timespec="milliseconds"),
         )
 
     async def _retry_after(self, state: _TaskState, delay_ms: float) -> None:
         # The sleeper holds no limiter token: a task in backoff must not
         # keep another task from running. Canceling the run cancels the
-        # wait at once; cancel() has then already ended the task.
-        with trio.CancelScope() as scope:
-            state.cancel_scope = scope
+        # wait at once; cancel() has then already ended the task, which
+        # must not come back to the queue.
+        assert state.cancel_scope is not None
+        with state.cancel_scope:
             await trio.sleep(delay_ms / 1000)
-            state.cancel_scope = None
+        state.cancel_scope = None
+        if state.status == WAITING_RETRY:
             self._enqueue(state)
 
     def _canceled(
@@ -361,6 +379,7 @@ class Runtime:
             self._timer_scope.cancel()
 
     def _finish(self, state: _TaskState, status: str) -> None:
+        assert state.status not in TERMINAL_STATUSES, state.status
         state.status = status
         state.ended_at = utc_now()
         state.ended_clock = trio.current_time()
@@ -423,6 +442,8 @@ class Runtime:
 
     def _aggregate(self, tasks: Sequence[TaskResult]) -> AggregateError | None:
         """List every failure when mode any found no success at all."""
+        if self.options.mode == "race" and not tasks:
+            return AggregateError(message="mode race: there are no tasks to race")
         if self.options.mode != "any":
             return None
         failures = tuple(
@@ -450,7 +471,9 @@ class Runtime:
             duration_ms = round((state.ended_clock - state.started_clock) * 1000, 3)
         last = state.attempts[-1] if state.attempts else None
         error = last.error if last is not None else None
-        if state.status == CANCELED and error is None:
+        if state.status == CANCELED:
+            # Also for a task canceled in its backoff: its last attempt
+            # failed, but what ended the task was the cancellation.
             error = TaskError(kind="canceled", message=state.stop_reason or "canceled")
         if state.status == BLOCKED:
             message = f"dependency {state.blocked_by!r} did not succeed"
