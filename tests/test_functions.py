@@ -60,6 +60,10 @@ def bad_str(context):
 
 def interrupt(context):
     raise KeyboardInterrupt
+
+def hard_exit(context):
+    import os
+    os._exit(3)
 """
 
 
@@ -124,6 +128,11 @@ async def test_async_function_runs_on_the_loop(
         ("bad_str", "thrown", "BadStr: <str() of this BadStr raised>"),
         ("interrupt", "thrown", "KeyboardInterrupt"),
         (
+            "hard_exit",
+            "thrown",
+            "the worker process running the function died with exit code 3",
+        ),
+        (
             "NOT_CALLABLE",
             "spawn_error",
             "jobs.py:NOT_CALLABLE is a int, not a callable",
@@ -135,7 +144,8 @@ async def test_async_function_runs_on_the_loop(
         "sync-returns-failing-awaitable",
         "missing-export",
         "bad-str",
-        "keyboard-interrupt-in-thread",
+        "keyboard-interrupt-in-worker",
+        "worker-exits",
         "not-callable",
     ],
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +309,39 @@ async def test_retry_racing_with_settlement_ends_canceled(
         assert flaky.status in ("canceled", "failed")
         assert result.status == "success"
         assert result.metrics.canceled_count + result.metrics.failed_count == 1
+
+
+def test_corrupt_modes_json_is_moved_aside(tmp_path: Path) -> None:
+    (tmp_path / "modes.json").write_text("[1, 2")
+
+    done = run_cli("run", str(TASKS / "dag.json"), "--reports-dir", str(tmp_path))
+
+    assert done.returncode == 0
+    assert "modes.json was not a JSON object; moved it to" in done.stderr
+    assert (tmp_path / "modes.json.bad").read_text() == "[1, 2"
+    assert list(json.loads((tmp_path / "modes.json").read_text())) == ["allSettled"]
+
+
+def test_modes_json_records_the_real_exit_code(tmp_path: Path) -> None:
+    """Lost output makes the run fail; modes.json must say so too."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trt",
+                "run",
+                str(TASKS / "dag.json"),
+                "--mode",
+                "all",
+                "--reports-dir",
+                str(tmp_path),
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+    assert done.returncode == 1
+    assert json.loads((tmp_path / "modes.json").read_text())["all"]["exitCode"] == 1

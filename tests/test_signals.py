@@ -41,6 +41,17 @@ def start_trt(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def stop(trt: subprocess.Popen[str]) -> None:
+    """End a trt the test gave up on, letting it clean up its children."""
+    if trt.poll() is None:
+        trt.terminate()
+        try:
+            trt.wait(EXIT_LIMIT)
+        except subprocess.TimeoutExpired:
+            trt.kill()
+            trt.wait()
+
+
 def wait_for_files(paths: list[Path]) -> None:
     deadline = time.monotonic() + STARTUP_LIMIT
     while not all(path.exists() and path.read_text().strip() for path in paths):
@@ -84,8 +95,7 @@ def test_signal_stops_run_and_every_child(
         trt.send_signal(signum)
         _, stderr = trt.communicate(timeout=EXIT_LIMIT)
     finally:
-        if trt.poll() is None:
-            trt.kill()
+        stop(trt)
 
     assert trt.returncode == code
     assert stderr == message
@@ -121,8 +131,7 @@ def test_second_sigterm_during_cleanup_still_exits_143(
         trt.send_signal(signal.SIGTERM)
         _, stderr = trt.communicate(timeout=EXIT_LIMIT)
     finally:
-        if trt.poll() is None:
-            trt.kill()
+        stop(trt)
 
     assert trt.returncode == 143
     assert stderr == "trt: terminated by SIGTERM; running tasks were stopped\n"
@@ -166,8 +175,7 @@ def test_ctrl_c_amid_rapid_spawns_leaves_no_process(
             trt.send_signal(signal.SIGINT)
             _, stderr = trt.communicate(timeout=EXIT_LIMIT)
         finally:
-            if trt.poll() is None:
-                trt.kill()
+            stop(trt)
         leaked = [pid for pid in processes_running(stray) if not gone_within(pid)]
         for pid in leaked:
             os.kill(pid, signal.SIGKILL)

@@ -137,8 +137,9 @@ class TaskContext:
     """What a function task receives: who it is and whether to stop.
 
     ``cancel_requested`` turns true when the attempt is canceled or times
-    out. Async functions are canceled by trio directly; a sync function
-    running in a worker thread can only notice by checking this flag.
+    out. Async functions are canceled by trio directly and may check it in
+    cleanup code; plain functions run in a worker process, get a copy of
+    the context, and are ended by killing that process instead.
     """
 
     __slots__ = ("_cancel_requested", "attempt", "metadata", "task_id")

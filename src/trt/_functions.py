@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from trt._executor import TaskContext
+from trt._process import signal_name
 from trt._results import TaskError
 from trt._worker import (
     LoadError,
@@ -117,6 +118,12 @@ async def _call_in_worker(
 ) -> TaskError | None:
     import trio_parallel
 
+    # Limitation: only the worker process is killed on a timeout or
+    # cancellation; processes the function itself started are not tracked
+    # (they are not in a process group of their own, as commands are) and
+    # can outlive the run. Work that starts programs belongs in command
+    # tasks.
+
     try:
         failure = await trio_parallel.run_sync(
             call_in_worker,
@@ -133,12 +140,22 @@ async def _call_in_worker(
             limiter=trio.CapacityLimiter(1),
         )
     except trio_parallel.BrokenWorkerError as exc:
-        message = f"the worker process running the function died: {exc}"
-        return TaskError(kind="thrown", message=message)
+        return TaskError(kind="thrown", message=_worker_death(exc))
     if failure is None:
         return None
     kind, message, stack = failure
     return TaskError(kind=kind, message=message, stack=stack or None)
+
+
+def _worker_death(exc: BaseException) -> str:
+    """Say how a worker process died (os._exit, a signal) in plain words."""
+    code = next((arg.exitcode for arg in exc.args if hasattr(arg, "exitcode")), None)
+    message = "the worker process running the function died"
+    if isinstance(code, int) and code < 0:
+        return f"{message}, killed by {signal_name(-code)}"
+    if isinstance(code, int):
+        return f"{message} with exit code {code}"
+    return message
 
 
 def _is_async(function: Callable[..., Any]) -> bool:

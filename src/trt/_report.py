@@ -44,24 +44,36 @@ def write_report(result: RunResult, reports_dir: str | Path = "reports") -> Path
     return path
 
 
-def update_modes(result: RunResult, exit_code: int, reports_dir: str | Path) -> Path:
+def update_modes(
+    result: RunResult, exit_code: int, reports_dir: str | Path
+) -> str | None:
     """Record this run in ``reports_dir/modes.json`` under its mode.
 
     One entry per mode: this run's replaces the entry of its own mode and
     the others are kept, so running a file in each mode leaves a side by
-    side comparison. An unreadable file is started afresh.
+    side comparison. An unreadable file is moved aside to ``modes.json.bad``
+    and started afresh.
+
+    Returns:
+        A warning to show the user, or None.
 
     Raises:
         OSError: when the file cannot be written.
     """
     path = Path(reports_dir) / "modes.json"
     entries: dict[str, Any] = {}
-    try:
-        existing = msgspec.json.decode(path.read_bytes())
-    except (OSError, msgspec.DecodeError):
-        existing = None
-    if isinstance(existing, dict):
-        entries = existing
+    warning = None
+    if path.exists() or path.is_symlink():
+        try:
+            existing = msgspec.json.decode(path.read_bytes())
+        except msgspec.DecodeError:
+            existing = None
+        if isinstance(existing, dict):
+            entries = existing
+        else:
+            aside = path.with_name("modes.json.bad")
+            path.replace(aside)
+            warning = f"{path} was not a JSON object; moved it to {aside}"
     counts: dict[str, int] = {}
     for task in result.tasks:
         counts[task.status] = counts.get(task.status, 0) + 1
@@ -78,10 +90,9 @@ def update_modes(result: RunResult, exit_code: int, reports_dir: str | Path) -> 
         "endedAt": result.ended_at,
     }
     ordered = {mode: entries[mode] for mode in sorted(entries)}
-    write_atomic(
-        path, msgspec.json.format(msgspec.json.encode(ordered), indent=2) + b"\n"
-    )
-    return path
+    data = msgspec.json.format(msgspec.json.encode(ordered), indent=2) + b"\n"
+    write_atomic(path, data)
+    return warning
 
 
 # A task "settled" when its own attempts decided its status.

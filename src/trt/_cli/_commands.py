@@ -124,20 +124,37 @@ def run(options: Options) -> int:
     if result is None:
         err("trt: terminated by SIGTERM; running tasks were stopped\n")
         return _exit_codes.TERMINATED
+    # Every problem that changes the exit code is known before modes.json
+    # records that code.
+    code = _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED
+    problems: list[str] = []
+    if runtime.output.failure is not None:
+        problems.append(runtime.output.failure)
     try:
         report: str = str(write_report(result, options.reports_dir))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         report = f"not written ({reason})"
-        where = options.reports_dir
-        err(f"trt: error: cannot write the report to {where!r}: {reason}\n")
-
-    code = _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED
+        problems.append(f"cannot write the report to {options.reports_dir!r}: {reason}")
+    if problems:
+        code = _exit_codes.RUN_FAILED
     try:
-        update_modes(result, code, options.reports_dir)
+        warning = update_modes(result, code, options.reports_dir)
     except OSError as exc:
-        err(f"trt: error: cannot update modes.json: {exc.strerror or exc}\n")
+        problems.append(f"cannot update modes.json: {exc.strerror or exc}")
+        code = _exit_codes.RUN_FAILED
+    else:
+        if warning is not None:
+            err(f"trt: warning: {warning}\n")
 
+    _print_summary(result, report)
+    for problem in problems:
+        err(f"trt: error: {problem}\n")
+    return code
+
+
+def _print_summary(result: RunResult, report: str) -> None:
+    """Print the run's outcome on stderr: one line, then what went wrong."""
     metrics = result.metrics
     counts = [f"{metrics.completed_count} succeeded"]
     for label, count in (
@@ -154,16 +171,12 @@ def run(options: Options) -> int:
         f"{', '.join(counts)} in {seconds:.2f} s; report: {report}\n"
     )
     if result.stop_reason is not None:
-        err(f"  stopped early: {result.stop_reason}\n")
+        # "stopped early" only when the settlement did stop something.
+        how = "stopped early" if result.canceled_at is not None else "settled"
+        err(f"  {how}: {result.stop_reason}\n")
     if result.error is not None:
         err(f"  {result.error.message}\n")
     if not result.ok:
         for task in result.tasks:
             if task.status not in ("success", "canceled") and task.error is not None:
                 err(f"  {task.id}: {task.status}: {task.error.message}\n")
-    if runtime.output.failure is not None:
-        err(f"trt: error: {runtime.output.failure}\n")
-        return _exit_codes.RUN_FAILED
-    if report.startswith("not written"):
-        return _exit_codes.RUN_FAILED
-    return code
