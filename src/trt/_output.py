@@ -41,32 +41,40 @@ class OutputSink:
         """Write all of ``data`` to the named stream, unless it was closed."""
         if name in self._closed:
             return
-        fd = self._fds[name]
-        view = memoryview(data)
         # Limitation: these writes block the event loop while the terminal
         # or pipe is full, so a reader that stops reading (Ctrl-S, a stalled
         # pager) pauses the whole run, timeouts included. A writer thread
         # would fix that at the cost of a thread hop per chunk.
-        while view:
-            try:
-                written = os.write(fd, view)
-            except BlockingIOError:
-                # Our stdout may be non-blocking (a parent such as Node.js
-                # sets O_NONBLOCK on its pipes): wait for room, lose nothing.
-                select.select([], [fd], [])
-                continue
-            except BrokenPipeError:
-                # The reader is gone (trt run ... | head): stop quietly.
-                self._closed.add(name)
-                return
-            except OSError as exc:
-                # Anything else (a full disk, a closed descriptor) loses
-                # output the user expected: stop writing, but say so.
-                self._closed.add(name)
-                if self.failure is None:
-                    self.failure = f"cannot write task output to {name}: {exc.strerror}"
-                return
-            view = view[written:]
+        try:
+            write_all(self._fds[name], data)
+        except BrokenPipeError:
+            # The reader is gone (trt run ... | head): stop quietly.
+            self._closed.add(name)
+        except OSError as exc:
+            # Anything else (a full disk, a closed descriptor) loses output
+            # the user expected: stop writing, but say so.
+            self._closed.add(name)
+            if self.failure is None:
+                self.failure = f"cannot write task output to {name}: {exc.strerror}"
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, waiting whenever it is full.
+
+    Raises:
+        OSError: when the write fails for any other reason than a full
+            non-blocking descriptor (BrokenPipeError when the reader left).
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            # The descriptor may be non-blocking (a parent such as Node.js
+            # sets O_NONBLOCK on its pipes): wait for room, lose nothing.
+            select.select([], [fd], [])
+            continue
+        view = view[written:]
 
 
 @final

@@ -9,10 +9,9 @@ strings to the file descriptors and turn failures into one clear error.
 from __future__ import annotations
 
 import errno
-import os
-import select
 
 from trt._exceptions import TrtError
+from trt._output import write_all
 
 STDOUT = 1
 STDERR = 2
@@ -36,19 +35,13 @@ def err(text: str) -> None:
 
 
 def _write(fd: int, text: str) -> None:
-    view = memoryview(text.encode("utf-8", "backslashreplace"))
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        except BrokenPipeError:
-            # The reader went away (trt ... | head): stop quietly.
-            raise
-        except OSError as exc:
-            name = "stdout" if fd == STDOUT else "stderr"
-            reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
-            message = f"cannot write to {name}: {reason}"
-            raise OutputError(message) from None
-        view = view[written:]
+    try:
+        write_all(fd, text.encode("utf-8", "backslashreplace"))
+    except BrokenPipeError:
+        # The reader went away (trt ... | head): the caller stops quietly.
+        raise
+    except OSError as exc:
+        name = "stdout" if fd == STDOUT else "stderr"
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+        message = f"cannot write to {name}: {reason}"
+        raise OutputError(message) from None
