@@ -61,7 +61,7 @@ def test_cancel_after_stops_everything(tmp_path: Path) -> None:
     data = report(tmp_path)
     tasks = by_id(data)
     assert data["status"] == "canceled"
-    assert data["cancelReason"] == "--cancel-after 250 ms elapsed"
+    assert data["cancelReason"] == "cancel-after: 250 ms elapsed"
     assert data["canceledAt"] is not None
     assert set(data["canceledTaskIds"]) == set(tasks)
     assert [a["status"] for a in tasks["with-grandchild"]["attempts"]] == ["canceled"]
@@ -69,7 +69,7 @@ def test_cancel_after_stops_everything(tmp_path: Path) -> None:
     assert attempt["error"]["kind"] == "canceled"
     assert attempt["process"]["terminatedWith"] == "SIGTERM"
     assert tasks["queued-1"]["attempts"] == []
-    assert tasks["queued-1"]["stopReason"] == "--cancel-after 250 ms elapsed"
+    assert tasks["queued-1"]["stopReason"] == "cancel-after: 250 ms elapsed"
     assert data["metrics"]["canceledCount"] == 5
 
 

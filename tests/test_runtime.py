@@ -7,6 +7,7 @@ exact and the tests take no real time.
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -264,8 +265,28 @@ async def test_runtime_runs_only_once(
         await runtime.run()
 
 
-def test_runtime_refuses_zero_concurrency(write_tasks: WriteTasks) -> None:
-    graph = trt.load_task_file(write_tasks(scripted("a")))
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": 0}, "concurrency must be at least 1, got 0"),
+        (
+            {"mode": "some"},
+            "mode must be one of allSettled, all, race, any; got 'some'",
+        ),
+        ({"timeout_ms": -5}, "timeout_ms must be positive or None, got -5"),
+        ({"cancel_after_ms": 0}, "cancel_after_ms must be positive or None, got 0"),
+        ({"kill_grace_ms": -1}, "kill_grace_ms must be >= 0, got -1"),
+    ],
+    ids=["concurrency", "mode", "timeout", "cancel-after", "kill-grace"],
+)
+def test_run_options_refuse_bad_values(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{re.escape(message)}$"):
+        trt.RunOptions(**options)
 
-    with pytest.raises(ValueError, match=r"^concurrency must be at least 1, got 0$"):
-        trt.Runtime(graph, trt.RunOptions(concurrency=0))
+
+def test_cancel_before_run_is_refused(write_tasks: WriteTasks) -> None:
+    graph = trt.load_task_file(write_tasks(scripted("a")))
+    runtime = trt.Runtime(graph, executor=ScriptedExecutor())
+
+    with pytest.raises(RuntimeError, match=r"^cancel\(\) needs a running runtime"):
+        runtime.cancel("too early")

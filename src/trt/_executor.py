@@ -72,6 +72,7 @@ class AttemptContext:
         # trio.current_time() at the start, so elapsed times follow the
         # run's clock (virtual under trio.testing.MockClock).
         self.started_clock = started_clock
+        # Seconds (RunOptions.kill_grace_ms is milliseconds).
         self.kill_grace = kill_grace
         self.probe = AttemptProbe()
         self.task_context: TaskContext | None = None

@@ -10,6 +10,9 @@ from typing import Any
 
 import msgspec
 
+# As trt._modes.MODES, which imports nothing from here; kept equal by a test.
+_MODES = ("allSettled", "all", "race", "any")
+
 
 class ResultStruct(
     msgspec.Struct,
@@ -119,6 +122,23 @@ class RunOptions(ResultStruct, frozen=True, kw_only=True):
     timeout_ms: int | None = None
     cancel_after_ms: int | None = None
     kill_grace_ms: int = 2000
+
+    def __post_init__(self) -> None:
+        # The CLI checks its flags, but the API must refuse the same values.
+        problems = []
+        if self.concurrency < 1:
+            problems.append(f"concurrency must be at least 1, got {self.concurrency!r}")
+        if self.mode not in _MODES:
+            choices = ", ".join(_MODES)
+            problems.append(f"mode must be one of {choices}; got {self.mode!r}")
+        for name in ("timeout_ms", "cancel_after_ms"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                problems.append(f"{name} must be positive or None, got {value!r}")
+        if self.kill_grace_ms < 0:
+            problems.append(f"kill_grace_ms must be >= 0, got {self.kill_grace_ms!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 class TaskFailure(ResultStruct, frozen=True, kw_only=True):

@@ -126,11 +126,6 @@ class Runtime:
     ) -> None:
         self.graph = graph
         self.options = options or RunOptions()
-        if self.options.concurrency < 1:
-            message = (
-                f"concurrency must be at least 1, got {self.options.concurrency!r}"
-            )
-            raise ValueError(message)
         self.executor: Executor = executor or LocalExecutor()
         self.output = output or OutputSink(prefix=self.options.concurrency > 1)
         self.run_id = uuid.uuid4().hex
@@ -191,6 +186,9 @@ class Runtime:
         are canceled and end ``canceled`` once their processes are gone.
         Canceled work is never retried. Calling it again does nothing.
         """
+        if not self._ran:
+            message = "cancel() needs a running runtime; call it while run() runs"
+            raise RuntimeError(message)
         if self._canceled_at is not None or self._unfinished == 0:
             return
         self._canceled_at = utc_now()
@@ -213,7 +211,7 @@ class Runtime:
     async def _cancel_after(self, delay_ms: int) -> None:
         with self._timer_scope:
             await trio.sleep(delay_ms / 1000)
-            self.cancel(f"--cancel-after {delay_ms} ms elapsed")
+            self.cancel(f"cancel-after: {delay_ms} ms elapsed")
 
     # -- queue -----------------------------------------------------------
 
