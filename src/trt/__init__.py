@@ -13,6 +13,7 @@ import importlib
 # a noticeable share of its start-up. Type checkers honor this name as-is.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from trt._events import Event, EventBus
     from trt._exceptions import StateError, TaskFileError, TrtError, UsageError
     from trt._executor import (
         AttemptContext,
@@ -43,6 +44,8 @@ _EXPORTS = {
     "AttemptContext": "trt._executor",
     "AttemptResult": "trt._results",
     "CommandTask": "trt._model",
+    "Event": "trt._events",
+    "EventBus": "trt._events",
     "Executor": "trt._executor",
     "FunctionTask": "trt._model",
     "LocalExecutor": "trt._executor",
@@ -74,6 +77,8 @@ __all__ = [
     "AttemptContext",
     "AttemptResult",
     "CommandTask",
+    "Event",
+    "EventBus",
     "Executor",
     "FunctionTask",
     "LocalExecutor",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from trt._events import Event, EventBus, EventType
 from trt._executor import AttemptContext, Executor, LocalExecutor
 from trt._model import (
     BLOCKED,
@@ -145,6 +146,9 @@ class Runtime:
         self._canceled_at: str | None = None
         self._cancel_reason: str | None = None
         self._timer_scope = trio.CancelScope()
+        self.events = EventBus()
+        self._send: trio.MemorySendChannel[Event] | None = None
+        self._started_clock = 0.0
 
     @property
     def active_count(self) -> int:
@@ -162,22 +166,65 @@ class Runtime:
             raise RuntimeError(message)
         self._ran = True
         started_at = utc_now()
-        started_clock = trio.current_time()
+        started_clock = self._started_clock = trio.current_time()
 
-        for state in self._states.values():
-            if state.remaining == 0:
-                self._enqueue(state)
-        if self._unfinished:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                if self.options.cancel_after_ms is not None:
-                    nursery.start_soon(self._cancel_after, self.options.cancel_after_ms)
-                workers = min(self.options.concurrency, len(self.graph))
-                for _ in range(workers):
-                    nursery.start_soon(self._worker)
+        send, receive = trio.open_memory_channel[Event](math.inf)
+        async with trio.open_nursery() as outer:
+            outer.start_soon(self._dispatch, receive)
+            with send:
+                self._send = send
+                self._emit(
+                    "run:start",
+                    message=f"{len(self.graph)} tasks, mode {self.options.mode}, "
+                    f"concurrency {self.options.concurrency}",
+                )
+                for state in self._states.values():
+                    if state.remaining == 0:
+                        self._enqueue(state)
+                if self._unfinished:
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        if self.options.cancel_after_ms is not None:
+                            nursery.start_soon(
+                                self._cancel_after, self.options.cancel_after_ms
+                            )
+                        workers = min(self.options.concurrency, len(self.graph))
+                        for _ in range(workers):
+                            nursery.start_soon(self._worker)
+                duration_ms = (trio.current_time() - started_clock) * 1000
+                result = self._result(started_at, utc_now(), duration_ms)
+                self._emit("run:finish", status=result.status)
+                self._send = None
+        return result
 
-        duration_ms = (trio.current_time() - started_clock) * 1000
-        return self._result(started_at, utc_now(), duration_ms)
+    async def _dispatch(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
+        # One dispatcher, so listeners see events in exactly the order the
+        # scheduler produced them, however long any listener takes.
+        async with receive:
+            async for event in receive:
+                self.events.emit(event)
+
+    def _emit(
+        self,
+        event_type: EventType,
+        *,
+        task_id: str | None = None,
+        status: str | None = None,
+        attempt: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        if self._send is None or not self.events.active:
+            return
+        event = Event(
+            type=event_type,
+            timestamp=utc_now(),
+            elapsed_ms=round((trio.current_time() - self._started_clock) * 1000, 3),
+            task_id=task_id,
+            status=status,
+            attempt=attempt,
+            message=message,
+        )
+        self._send.send_nowait(event)
 
     def cancel(self, reason: str = "canceled") -> None:
         """Stop the run: start nothing new and cancel what is running.
@@ -221,6 +268,7 @@ class Runtime:
             state.queued_at = utc_now()
             state.queued_clock = trio.current_time()
         heapq.heappush(self._ready, (state.task.index, state))
+        self._emit("task:queued", task_id=state.task.id, status=QUEUED)
         self._queue_length_max = max(self._queue_length_max, len(self._ready))
         self._lot.unpark()
 
@@ -249,6 +297,7 @@ class Runtime:
             state.started_at = now
             state.started_clock = now_clock
         state.status = RUNNING
+        self._emit("task:start", task_id=task.id, status=RUNNING, attempt=attempt)
         context = AttemptContext(
             attempt=attempt,
             output=self.output,
@@ -279,6 +328,16 @@ class Runtime:
         if timeout_ms is not None:
             result = msgspec.structs.replace(result, timeout_ms=timeout_ms)
 
+        if result.status == SUCCESS:
+            self._emit("task:success", task_id=task.id, status=SUCCESS, attempt=attempt)
+        else:
+            self._emit(
+                "task:failure",
+                task_id=task.id,
+                status=result.status,
+                attempt=attempt,
+                message=result.error.message if result.error else None,
+            )
         policy = task.retries
         kind = result.error.kind if result.error else None
         if (
@@ -293,6 +352,13 @@ class Runtime:
             )
             state.status = WAITING_RETRY
             self._retry_count += 1
+            self._emit(
+                "task:retry",
+                task_id=task.id,
+                status=WAITING_RETRY,
+                attempt=attempt + 1,
+                message=f"attempt {attempt + 1} in {delay_ms:g} ms",
+            )
             # The scope exists before the sleeper starts: a cancel() that
             # comes in between must still be able to stop the wait.
             state.cancel_scope = trio.CancelScope()
@@ -379,6 +445,7 @@ class Runtime:
     def _finish(self, state: _TaskState, status: str) -> None:
         assert state.status not in TERMINAL_STATUSES, state.status
         state.status = status
+        self._emit("task:finish", task_id=state.task.id, status=status)
         state.ended_at = utc_now()
         state.ended_clock = trio.current_time()
         self._unfinished -= 1

@@ -8,6 +8,7 @@ from trt._cli._options import Options
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
 if TYPE_CHECKING:
+    from trt._events import Event
     from trt._results import RunResult
     from trt._runtime import Runtime
 
@@ -42,6 +43,48 @@ def schema() -> int:
     data = msgspec.json.format(msgspec.json.encode(json_schema()), indent=2)
     out(data.decode() + "\n")
     return _exit_codes.SUCCESS
+
+
+class _EventLog:
+    """Writes each event as one JSON line to stderr or a file."""
+
+    def __init__(self, fd: int, owned: bool) -> None:
+        import msgspec
+
+        self._fd = fd
+        self._owned = owned
+        self._encoder = msgspec.json.Encoder()
+
+    def __call__(self, event: Event) -> None:
+        from trt._output import write_all
+
+        write_all(self._fd, self._encoder.encode(event) + b"\n")
+
+    def close(self) -> None:
+        if self._owned:
+            import os
+
+            os.close(self._fd)
+
+
+def _open_event_log(target: str | None) -> _EventLog | None:
+    """Open where --log-events writes; "-" (the bare flag) is stderr."""
+    if target is None:
+        return None
+    if target == "-":
+        return _EventLog(2, owned=False)
+    import os
+
+    from trt._exceptions import UsageError
+
+    try:
+        fd = os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666
+        )
+    except OSError as exc:
+        message = f"--log-events: cannot write to {target!r}: {exc.strerror}"
+        raise UsageError(message) from None
+    return _EventLog(fd, owned=True)
 
 
 def _check_reports_dir(path: str) -> None:
@@ -120,7 +163,14 @@ def run(options: Options) -> int:
         kill_grace_ms=options.kill_grace,
     )
     runtime = Runtime(graph, run_options)
-    result = trio.run(_run_until_terminated, runtime)
+    log = _open_event_log(options.log_events)
+    if log is not None:
+        runtime.events.on("*", log)
+    try:
+        result = trio.run(_run_until_terminated, runtime)
+    finally:
+        if log is not None:
+            log.close()
     if result is None:
         err("trt: terminated by SIGTERM; running tasks were stopped\n")
         return _exit_codes.TERMINATED

@@ -46,6 +46,7 @@ class Options:
         self.cancel_after: int | None = None
         self.kill_grace = 2000
         self.reports_dir = "reports"
+        self.log_events: str | None = None
         self.debug = False
 
     def __repr__(self) -> str:
@@ -107,12 +108,16 @@ class Flag:
         dest: str,
         metavar: str = "",
         convert: Callable[[str], object] = str,
+        bare: object = None,
     ) -> None:
         self.name = name
         self.help = help
         self.dest = dest
         self.metavar = metavar
         self.convert = convert
+        # For a flag whose value is optional (--flag or --flag=VALUE): what
+        # the bare form means. None: a value is required, if any is taken.
+        self.bare = bare
 
     @property
     def takes_value(self) -> bool:
@@ -121,7 +126,10 @@ class Flag:
 
     def usage(self) -> str:
         """Return the flag's line in help texts."""
-        left = f"{self.name} {self.metavar}".rstrip()
+        if self.bare is not None:
+            left = f"{self.name}[={self.metavar}]"
+        else:
+            left = f"{self.name} {self.metavar}".rstrip()
         return f"  {left:<23}  {self.help}"
 
 
@@ -163,6 +171,13 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
             dest="kill_grace",
             metavar="MS",
             convert=_whole_number(0, MAX_MS),
+        ),
+        Flag(
+            "--log-events",
+            "print every event as a JSON line (to stderr, or to FILE)",
+            dest="log_events",
+            metavar="FILE",
+            bare="-",
         ),
         Flag(
             "--reports-dir",
@@ -295,6 +310,9 @@ def _parse_flags(command: str, args: list[str]) -> Options:
         if flag is None:
             message = f"unknown flag {name!r} for trt {command}"
             raise UsageError(message)
+        if flag.bare is not None and not has_inline:
+            setattr(options, flag.dest, flag.bare)
+            continue
         if not flag.takes_value:
             if has_inline:
                 message = f"{name}: takes no value, got {inline!r}"
