@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from trt._loader import check_task_file, load_task_file
     from trt._model import CommandTask, FunctionTask, RetryPolicy, Task, TaskGraph
     from trt._output import OutputSink
+    from trt._progress import progress_events
     from trt._report import write_report
     from trt._results import (
         AttemptResult,
@@ -68,6 +69,7 @@ _EXPORTS = {
     "check_task_file": "trt._loader",
     "json_schema": "trt._spec",
     "load_task_file": "trt._loader",
+    "progress_events": "trt._progress",
     "run_graph": "trt._runtime",
     "run_task": "trt._executor",
     "write_report": "trt._report",
@@ -101,6 +103,7 @@ __all__ = [
     "check_task_file",
     "json_schema",
     "load_task_file",
+    "progress_events",
     "run_graph",
     "run_task",
     "write_report",

@@ -56,7 +56,7 @@ from trt._results import (
 from trt._util import utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 PENDING: Final = "pending"
 QUEUED: Final = "queued"
@@ -149,6 +149,8 @@ class Runtime:
         self.events = EventBus()
         self._send: trio.MemorySendChannel[Event] | None = None
         self._started_clock = 0.0
+        self._end_watchers: list[Callable[[], None]] = []
+        self._ended = False
 
     @property
     def active_count(self) -> int:
@@ -168,6 +170,24 @@ class Runtime:
         started_at = utc_now()
         started_clock = self._started_clock = trio.current_time()
 
+        try:
+            return await self._run(started_at, started_clock)
+        finally:
+            # However the run ends (finished, canceled from outside, a bug),
+            # whoever watches it learns that it ended.
+            self._ended = True
+            watchers, self._end_watchers = self._end_watchers, []
+            for watcher in watchers:
+                watcher()
+
+    def _watch_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when run() returns or raises (now if it has)."""
+        if self._ended:
+            callback()
+        else:
+            self._end_watchers.append(callback)
+
+    async def _run(self, started_at: str, started_clock: float) -> RunResult:
         send, receive = trio.open_memory_channel[Event](math.inf)
         async with trio.open_nursery() as outer:
             outer.start_soon(self._dispatch, receive)

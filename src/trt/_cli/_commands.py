@@ -107,7 +107,7 @@ def _check_reports_dir(path: str) -> None:
         raise UsageError(message)
 
 
-async def _run_until_terminated(runtime: Runtime) -> RunResult | None:
+async def _run_until_terminated(runtime: Runtime, progress: bool) -> RunResult | None:
     """Run, but stop cleanly on SIGTERM; return None if that happened.
 
     Without this, SIGTERM would kill trt at once and leave every running
@@ -116,6 +116,7 @@ async def _run_until_terminated(runtime: Runtime) -> RunResult | None:
     needs nothing here: trio turns it into KeyboardInterrupt, which
     unwinds the same way.
     """
+    import functools
     import signal
 
     import trio
@@ -134,6 +135,20 @@ async def _run_until_terminated(runtime: Runtime) -> RunResult | None:
                     run_scope.cancel()
 
             nursery.start_soon(stop_on_signal)
+            if progress:
+                import os
+
+                from trt._cli._progress_view import show_progress
+                from trt._progress import progress_events
+
+                # The iterator exists before the run starts, so no record
+                # is missed; it ends by itself when the run ends.
+                records = progress_events(runtime)
+                total = len(runtime.graph)
+                live = os.isatty(2)
+                nursery.start_soon(
+                    functools.partial(show_progress, records, total, live=live)
+                )
             with run_scope:
                 result = await runtime.run()
             nursery.cancel_scope.cancel()
@@ -167,7 +182,7 @@ def run(options: Options) -> int:
     if log is not None:
         runtime.events.on("*", log)
     try:
-        result = trio.run(_run_until_terminated, runtime)
+        result = trio.run(_run_until_terminated, runtime, options.progress)
     finally:
         if log is not None:
             log.close()

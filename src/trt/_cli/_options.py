@@ -47,6 +47,7 @@ class Options:
         self.kill_grace = 2000
         self.reports_dir = "reports"
         self.log_events: str | None = None
+        self.progress = False
         self.debug = False
 
     def __repr__(self) -> str:
@@ -171,6 +172,11 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
             dest="kill_grace",
             metavar="MS",
             convert=_whole_number(0, MAX_MS),
+        ),
+        Flag(
+            "--progress",
+            "show live progress on stderr (plain lines when not a terminal)",
+            dest="progress",
         ),
         Flag(
             "--log-events",
