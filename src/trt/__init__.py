@@ -115,9 +115,13 @@ def __getattr__(name: str) -> object:
     if module_name is None:
         message = f"module 'trt' has no attribute {name!r}"
         raise AttributeError(message)
-    value = getattr(importlib.import_module(module_name), name)
+    module = importlib.import_module(module_name)
+    value = getattr(module, name)
     # Show the public path in reprs, tracebacks and docs, not the private one.
-    if getattr(value, "__module__", None) == module_name:
+    # Not for msgspec Structs: msgspec resolves their (postponed) annotations
+    # in the namespace their __module__ names, which must stay the real one.
+    is_struct = isinstance(value, type) and hasattr(value, "__struct_fields__")
+    if getattr(value, "__module__", None) == module_name and not is_struct:
         try:
             value.__module__ = "trt"
         except (AttributeError, TypeError):

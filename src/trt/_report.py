@@ -13,14 +13,20 @@ from trt._util import write_atomic
 
 def encode_result(result: RunResult) -> bytes:
     """Return ``result`` as indented JSON, the form the reports use."""
+    return msgspec.json.format(encode_json(result), indent=2) + b"\n"
+
+
+def encode_json(value: object) -> bytes:
+    """Encode ``value`` as JSON, escaping text that is not valid Unicode.
+
+    A string that is not valid Unicode (a file name in a foreign encoding,
+    an exception message with a lone surrogate) cannot be JSON; it is kept
+    readable with backslash escapes instead of failing the report.
+    """
     try:
-        data = msgspec.json.encode(result)
+        return msgspec.json.encode(value)
     except UnicodeEncodeError:
-        # A string that is not valid Unicode (a file name in a foreign
-        # encoding, an exception message with a lone surrogate) cannot be
-        # JSON; keep it readable with backslash escapes instead of failing.
-        data = msgspec.json.encode(_escaped(msgspec.to_builtins(result)))
-    return msgspec.json.format(data, indent=2) + b"\n"
+        return msgspec.json.encode(_escaped(msgspec.to_builtins(value)))
 
 
 def _escaped(value: Any) -> Any:

@@ -169,6 +169,7 @@ def run(options: Options) -> int:
     from trt._report import update_modes, write_report
     from trt._results import RunOptions
     from trt._runtime import Runtime
+    from trt._timeline import write_timeline
 
     run_options = RunOptions(
         concurrency=options.concurrency,
@@ -197,6 +198,7 @@ def run(options: Options) -> int:
         problems.append(runtime.output.failure)
     try:
         report: str = str(write_report(result, options.reports_dir))
+        write_timeline(result, options.reports_dir)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         report = f"not written ({reason})"
