@@ -233,6 +233,21 @@ def bench_delays(trt: str, reports_dir: Path, repeat: int) -> Workload:
                 ],
                 None,
             ),
+            # The same run with the progress view on (plain lines, since
+            # stderr is not a terminal here): its cost should not show.
+            "trt run --progress": (
+                [
+                    trt,
+                    "run",
+                    str(DELAYS_FILE),
+                    "--concurrency",
+                    limit,
+                    "--progress",
+                    "--reports-dir",
+                    str(reports_dir),
+                ],
+                None,
+            ),
         },
         repeat,
     )
@@ -243,6 +258,11 @@ def bench_delays(trt: str, reports_dir: Path, repeat: int) -> Workload:
     workload.checks = [
         Check("trt / ideal", trt_s / IDEAL_DELAYS_S, 1.15),
         Check("trt / bare Trio loop", trt_s / workload.median("bare Trio loop"), 1.03),
+        Check(
+            "--progress / plain trt run",
+            workload.median("trt run --progress") / trt_s,
+            1.01,
+        ),
     ]
     return workload
 

@@ -7,9 +7,9 @@ once, each line is prefixed with its task id, as ``parallel --tag`` does.
 
 from __future__ import annotations
 
-import os
-import select
 from typing import Final, final
+
+from trt._fdio import write_all
 
 # A line longer than this is passed on in pieces rather than held whole,
 # which bounds memory for output with no newlines at all.
@@ -56,25 +56,6 @@ class OutputSink:
             self._closed.add(name)
             if self.failure is None:
                 self.failure = f"cannot write task output to {name}: {exc.strerror}"
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data`` to ``fd``, waiting whenever it is full.
-
-    Raises:
-        OSError: when the write fails for any other reason than a full
-            non-blocking descriptor (BrokenPipeError when the reader left).
-    """
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            # The descriptor may be non-blocking (a parent such as Node.js
-            # sets O_NONBLOCK on its pipes): wait for room, lose nothing.
-            select.select([], [fd], [])
-            continue
-        view = view[written:]
 
 
 @final

@@ -56,7 +56,7 @@ class _EventLog:
         self._encoder = msgspec.json.Encoder()
 
     def __call__(self, event: Event) -> None:
-        from trt._output import write_all
+        from trt._fdio import write_all
 
         write_all(self._fd, self._encoder.encode(event) + b"\n")
 

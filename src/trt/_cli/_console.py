@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 
 from trt._exceptions import TrtError
-from trt._output import write_all
+from trt._fdio import write_all
 
 STDOUT = 1
 STDERR = 2
