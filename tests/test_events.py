@@ -229,3 +229,32 @@ def test_log_events_lines_are_json_in_time_order(tmp_path: Path, to_file: bool) 
     assert types.count("task:finish") == 5
     elapsed = [e["elapsedMs"] for e in events]
     assert elapsed == sorted(elapsed)
+
+
+def test_failing_event_log_is_one_error_and_exit_1(tmp_path: Path) -> None:
+    done = run_cli(
+        "run",
+        str(TASKS / "dag.json"),
+        "--log-events=/dev/full",
+        "--reports-dir",
+        str(tmp_path),
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.count("--log-events: writing failed: No space left") == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_event_log_may_not_overwrite_the_task_file(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    path = write_tasks(scripted("a"))
+    before = path.read_text()
+
+    done = run_cli(
+        "run", str(path), f"--log-events={path}", "--reports-dir", str(tmp_path)
+    )
+
+    assert done.returncode == 2
+    assert "--log-events:" in done.stderr
+    assert path.read_text() == before

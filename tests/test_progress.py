@@ -135,3 +135,17 @@ def test_progress_flag_prints_plain_lines_off_a_terminal(tmp_path: object) -> No
     lines = [line for line in done.stderr.splitlines() if "/5 " in line]
     assert len(lines) == 5
     assert lines[-1].endswith("5/5 package: success")
+
+
+async def test_async_with_detaches_when_leaving_early(
+    write_tasks: WriteTasks, autojump_clock: trio.testing.MockClock
+) -> None:
+    runtime = make_runtime(write_tasks, count=5)
+
+    async with trio.open_nursery() as nursery:
+        async with trt.progress_events(runtime) as records:
+            nursery.start_soon(runtime.run)
+            async for record in records:
+                if record.type == "task:start":
+                    break
+        assert runtime.events.listener_count() == 0

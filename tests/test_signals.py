@@ -7,6 +7,7 @@ the right code and that no task process survives it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,19 +61,15 @@ def wait_for_files(paths: list[Path]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("signum", "code", "message"),
+    ("signum", "code", "name"),
     [
-        (signal.SIGINT, 130, "trt: interrupted\n"),
-        (
-            signal.SIGTERM,
-            143,
-            "trt: terminated by SIGTERM; running tasks were stopped\n",
-        ),
+        (signal.SIGINT, 130, "SIGINT"),
+        (signal.SIGTERM, 143, "SIGTERM"),
     ],
     ids=["sigint", "sigterm"],
 )
 def test_signal_stops_run_and_every_child(
-    write_tasks: WriteTasks, tmp_path: Path, signum: int, code: int, message: str
+    write_tasks: WriteTasks, tmp_path: Path, signum: int, code: int, name: str
 ) -> None:
     markers = [tmp_path / f"pid-{i}" for i in range(3)]
     tasks = [
@@ -82,11 +79,13 @@ def test_signal_stops_run_and_every_child(
     ]
     tasks.append(command("queued", "sleep", "477"))
     path = write_tasks(*tasks)
+    log = tmp_path / "events.jsonl"
     trt = start_trt(
         "run",
         str(path),
         "--concurrency",
         "3",
+        f"--log-events={log}",
         "--reports-dir",
         str(tmp_path / "reports"),
     )
@@ -98,12 +97,20 @@ def test_signal_stops_run_and_every_child(
         stop(trt)
 
     assert trt.returncode == code
-    assert stderr == message
+    assert stderr.endswith(f"trt: stopped by {name}; running tasks were terminated\n")
     pids = [int(pid) for marker in markers for pid in marker.read_text().split()]
     assert len(pids) == 6
     assert not [pid for pid in pids if not gone_within(pid)]
     assert "Traceback" not in stderr
-    assert not (tmp_path / "reports" / "latest.json").exists()
+    # The run still ends properly: every task canceled, the report written.
+    report = json.loads((tmp_path / "reports" / "latest.json").read_text())
+    assert report["status"] == "canceled"
+    assert report["cancelReason"] == f"{name} received"
+    assert {task["status"] for task in report["tasks"]} == {"canceled"}
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    finished = [e["taskId"] for e in events if e["type"] == "task:finish"]
+    assert sorted(finished) == sorted(task["id"] for task in tasks)
+    assert events[-1]["type"] == "run:finish"
 
 
 def test_second_sigterm_during_cleanup_still_exits_143(
@@ -134,7 +141,7 @@ def test_second_sigterm_during_cleanup_still_exits_143(
         stop(trt)
 
     assert trt.returncode == 143
-    assert stderr == "trt: terminated by SIGTERM; running tasks were stopped\n"
+    assert stderr.endswith("trt: stopped by SIGTERM; running tasks were terminated\n")
     assert gone_within(int(marker.read_text()))
 
 
@@ -180,5 +187,8 @@ def test_ctrl_c_amid_rapid_spawns_leaves_no_process(
         for pid in leaked:
             os.kill(pid, signal.SIGKILL)
 
-        assert (trt.returncode, stderr) == (130, "trt: interrupted\n")
+        assert trt.returncode == 130
+        assert stderr.endswith(
+            "trt: stopped by SIGINT; running tasks were terminated\n"
+        )
         assert leaked == []

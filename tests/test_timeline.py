@@ -90,7 +90,7 @@ def test_timeline_marks_timeouts_retries_and_cancel(runs: dict[str, Path]) -> No
 
 def test_text_from_the_run_is_escaped(write_tasks: WriteTasks, tmp_path: Path) -> None:
     (tmp_path / "evil.py").write_text(
-        "def f(context):\n    raise ValueError('<script>alert(1)</script>')\n"
+        "def f(context):\n    raise ValueError('<script>alert(1)</script>\\x1b[31m')\n"
     )
     path = write_tasks(
         {"id": "x", "type": "function", "module": "evil.py", "export": "f"}
@@ -101,6 +101,8 @@ def test_text_from_the_run_is_escaped(write_tasks: WriteTasks, tmp_path: Path) -
 
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "\x1b" not in page
+    assert "\\x1b[31m" in page
 
 
 def _chromium() -> str | None:

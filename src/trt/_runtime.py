@@ -223,6 +223,15 @@ class Runtime:
         async with receive:
             async for event in receive:
                 self.events.emit(event)
+                # Drain what else is waiting now: one event per scheduling
+                # round would leave listeners ever further behind a fast
+                # run (each receive() ends in a checkpoint).
+                while True:
+                    try:
+                        event = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    self.events.emit(event)
 
     def _emit(
         self,

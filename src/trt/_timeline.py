@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -32,6 +33,8 @@ COLORS: Final = {
 # Drawing geometry in SVG pixels.
 WIDTH: Final = 1000
 LEFT: Final = 70
+# Room right of the axis for the last tick label and the cancel label.
+RIGHT: Final = 80
 LANE: Final = 28
 BAR: Final = 18
 TOP: Final = 30
@@ -48,6 +51,7 @@ class Bar(NamedTuple):
     lane: int
     title: str
     timed_out: bool
+    elapsed_ms: float
 
 
 def _ms(stamp: str, origin: datetime) -> float:
@@ -93,6 +97,7 @@ def place_attempts(result: RunResult) -> list[Bar]:
                 lane,
                 title,
                 attempt.status == "timed_out",
+                attempt.elapsed_ms,
             )
         )
     return bars
@@ -103,7 +108,7 @@ def timeline_html(result: RunResult) -> str:
     bars = place_attempts(result)
     origin = datetime.fromisoformat(result.started_at)
     total = max([result.metrics.duration_ms, *(bar.end_ms for bar in bars), 1.0])
-    scale = (WIDTH - LEFT - 20) / total
+    scale = (WIDTH - LEFT - RIGHT) / total
     lanes = max((bar.lane for bar in bars), default=-1) + 1
     height = TOP + max(lanes, 1) * LANE + 30
 
@@ -119,7 +124,7 @@ def timeline_html(result: RunResult) -> str:
         y = TOP + lane * LANE
         parts.append(
             f'<text x="4" y="{y + BAR - 4}" class="lane">slot {lane + 1}</text>'
-            f'<line x1="{LEFT}" y1="{y + BAR + 4}" x2="{WIDTH - 20}" '
+            f'<line x1="{LEFT}" y1="{y + BAR + 4}" x2="{WIDTH - RIGHT}" '
             f'y2="{y + BAR + 4}" class="grid"/>'
         )
     axis_y = TOP + max(lanes, 1) * LANE + 14
@@ -157,6 +162,25 @@ def timeline_html(result: RunResult) -> str:
                 f'x2="{x(after.start_ms)}" y2="{mid}">'
                 f"<title>{_e(after.task_id)} backoff before attempt "
                 f"{after.attempt}</title></line>"
+            )
+    if result.canceled_at is not None:
+        # A task canceled while waiting out a backoff: its wait ends at the
+        # cancel instant instead of at a next attempt.
+        canceled_ms = _ms(result.canceled_at, origin)
+        for task in result.tasks:
+            waited = by_task.get(task.id)
+            if (
+                task.status != "canceled"
+                or not waited
+                or waited[-1].status == "canceled"
+            ):
+                continue
+            last = waited[-1]
+            mid = TOP + last.lane * LANE + BAR / 2
+            parts.append(
+                f'<line class="backoff" x1="{x(last.end_ms)}" y1="{mid}" '
+                f'x2="{x(canceled_ms)}" y2="{mid}"><title>{_e(task.id)} '
+                f"was waiting to retry when the run was canceled</title></line>"
             )
     for bar in bars:
         y = TOP + bar.lane * LANE
@@ -259,7 +283,9 @@ def trace_events(result: RunResult) -> dict[str, Any]:
                 "cat": bar.status,
                 "ph": "X",
                 "ts": round(bar.start_ms * 1000, 1),
-                "dur": round((bar.end_ms - bar.start_ms) * 1000, 1),
+                # The monotonic duration: wall-clock stamps have only
+                # millisecond resolution.
+                "dur": round(bar.elapsed_ms * 1000, 1),
                 "pid": 1,
                 "tid": bar.lane + 1,
                 "args": {
@@ -297,7 +323,16 @@ def write_timeline(result: RunResult, reports_dir: str | Path) -> tuple[Path, Pa
 
 
 def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+    """Escape for HTML; control characters become visible escapes."""
+    return html.escape(_CONTROL.sub(_show_control, text), quote=True)
+
+
+# C0 controls but tab and newline, and DEL: never meant for a page.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _show_control(found: re.Match[str]) -> str:
+    return f"\\x{ord(found.group()):02x}"
 
 
 def _number(value: float | None) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trt._cli import _exit_codes
-from trt._cli._console import err, out
+from trt._cli._console import err, out, printable
 from trt._cli._options import Options
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
@@ -54,17 +54,44 @@ class _EventLog:
         self._fd = fd
         self._owned = owned
         self._encoder = msgspec.json.Encoder()
+        self.failure: str | None = None
 
     def __call__(self, event: Event) -> None:
         from trt._fdio import write_all
 
-        write_all(self._fd, self._encoder.encode(event) + b"\n")
+        if self.failure is not None:
+            return
+        try:
+            write_all(self._fd, self._encoder.encode(event) + b"\n")
+        except OSError as exc:
+            # Once: a full disk must not turn every later event into a
+            # fault report. The run goes on; trt exits 1 and says why.
+            self.failure = f"--log-events: writing failed: {exc.strerror or exc}"
 
     def close(self) -> None:
         if self._owned:
             import os
 
             os.close(self._fd)
+
+
+def _refuse_overwrite(target: str | None, task_file: str, reports_dir: str) -> None:
+    """Refuse an event log path that would overwrite trt's own files."""
+    import os
+
+    from trt._exceptions import UsageError
+
+    if target is None or target == "-":
+        return
+    reports = ("latest.json", "modes.json", "timeline.html", "trace.json")
+    protected = [task_file, *(os.path.join(reports_dir, name) for name in reports)]
+    mine = os.path.realpath(target)
+    for path in protected:
+        if os.path.realpath(path) == mine:
+            message = (
+                f"--log-events: {target!r} is {path}, which trt itself writes or reads"
+            )
+            raise UsageError(message)
 
 
 def _open_event_log(target: str | None) -> _EventLog | None:
@@ -107,34 +134,43 @@ def _check_reports_dir(path: str) -> None:
         raise UsageError(message)
 
 
-async def _run_until_terminated(runtime: Runtime, progress: bool) -> RunResult | None:
-    """Run, but stop cleanly on SIGTERM; return None if that happened.
+async def _run_with_signals(
+    runtime: Runtime, progress: bool, stopped_by: list[int]
+) -> RunResult:
+    """Run; on SIGINT or SIGTERM cancel the run cleanly and finish it.
 
-    Without this, SIGTERM would kill trt at once and leave every running
-    child (each in a process group of its own) behind. Canceling the run
-    instead lets each attempt terminate its process group first. SIGINT
-    needs nothing here: trio turns it into KeyboardInterrupt, which
-    unwinds the same way.
+    The first signal cancels the run through the runtime: nothing new
+    starts, queued tasks end canceled, and running attempts terminate their
+    process groups (SIGTERM, then SIGKILL after the kill grace), so the run
+    still ends with a result, events and reports. The signals received are
+    appended to ``stopped_by``. Without this, SIGTERM would kill trt at once
+    and leave every child (each in a process group of its own) behind.
     """
     import functools
     import signal
 
     import trio
 
-    result: RunResult | None = None
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            run_scope = trio.CancelScope()
 
             async def stop_on_signal() -> None:
                 # Keep reading after the first signal: a signal still
                 # pending when the receiver closes is delivered again, and
-                # a second SIGTERM during cleanup would then kill trt with
-                # its children half-terminated.
-                async for _ in signals:
-                    run_scope.cancel()
+                # a second one during cleanup would then kill trt with its
+                # children half-terminated. Cleanup is bounded by the kill
+                # grace anyway.
+                async for signum in signals:
+                    stopped_by.append(signum)
+                    runtime.cancel(f"{signal.Signals(signum).name} received")
 
-            nursery.start_soon(stop_on_signal)
+            watcher = trio.CancelScope()
+
+            async def watch_signals() -> None:
+                with watcher:
+                    await stop_on_signal()
+
+            nursery.start_soon(watch_signals)
             if progress:
                 import os
 
@@ -149,9 +185,10 @@ async def _run_until_terminated(runtime: Runtime, progress: bool) -> RunResult |
                 nursery.start_soon(
                     functools.partial(show_progress, records, total, live=live)
                 )
-            with run_scope:
-                result = await runtime.run()
-            nursery.cancel_scope.cancel()
+            result = await runtime.run()
+            # Stop watching for signals, but let the progress view finish
+            # the records it has not shown yet.
+            watcher.cancel()
     return result
 
 
@@ -179,17 +216,16 @@ def run(options: Options) -> int:
         kill_grace_ms=options.kill_grace,
     )
     runtime = Runtime(graph, run_options)
+    _refuse_overwrite(options.log_events, options.file, options.reports_dir)
     log = _open_event_log(options.log_events)
     if log is not None:
         runtime.events.on("*", log)
+    stopped_by: list[int] = []
     try:
-        result = trio.run(_run_until_terminated, runtime, options.progress)
+        result = trio.run(_run_with_signals, runtime, options.progress, stopped_by)
     finally:
         if log is not None:
             log.close()
-    if result is None:
-        err("trt: terminated by SIGTERM; running tasks were stopped\n")
-        return _exit_codes.TERMINATED
     # Every problem that changes the exit code is known before modes.json
     # records that code.
     code = _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED
@@ -214,9 +250,19 @@ def run(options: Options) -> int:
         if warning is not None:
             err(f"trt: warning: {warning}\n")
 
+    if log is not None and log.failure is not None:
+        problems.append(log.failure)
+        code = _exit_codes.RUN_FAILED
     _print_summary(result, report)
     for problem in problems:
         err(f"trt: error: {problem}\n")
+    if stopped_by:
+        import signal
+
+        name = signal.Signals(stopped_by[0]).name
+        err(f"trt: stopped by {name}; running tasks were terminated\n")
+        interrupted = stopped_by[0] == signal.SIGINT
+        return _exit_codes.INTERRUPTED if interrupted else _exit_codes.TERMINATED
     return code
 
 
@@ -246,4 +292,4 @@ def _print_summary(result: RunResult, report: str) -> None:
     if not result.ok:
         for task in result.tasks:
             if task.status not in ("success", "canceled") and task.error is not None:
-                err(f"  {task.id}: {task.status}: {task.error.message}\n")
+                err(f"  {task.id}: {task.status}: {printable(task.error.message)}\n")

@@ -34,6 +34,18 @@ def err(text: str) -> None:
         pass
 
 
+def printable(text: str) -> str:
+    """Show control characters (ESC, NUL, newlines) as escapes.
+
+    Task error messages go to the terminal on one line each; an ESC in
+    one must not recolour the terminal, nor a newline break the layout.
+    """
+    return "".join(
+        f"\\x{ord(char):02x}" if ord(char) < 32 or ord(char) == 127 else char
+        for char in text
+    )
+
+
 def _write(fd: int, text: str) -> None:
     try:
         write_all(fd, text.encode("utf-8", "backslashreplace"))

@@ -24,31 +24,55 @@ _FAILED = frozenset({"failed", "timed_out", "blocked", "canceled"})
 
 
 async def show_progress(records: ProgressEvents, total: int, *, live: bool) -> None:
-    """Print the run's progress until ``records`` ends with the run."""
-    done = failed = active = 0
-    last_draw = -REDRAW_INTERVAL
-    line = ""
-    async for record in records:
-        elapsed = record.elapsed_ms / 1000
-        if record.type == "task:start":
-            active += 1
-        elif record.type in ("task:success", "task:failure"):
-            active -= 1
-        elif record.type == "task:finish":
-            done += 1
-            failed += record.status in _FAILED
-            if not live:
+    """Print the run's progress until ``records`` ends with the run.
+
+    The ``async for`` loop keeps the counts; on a terminal a separate
+    ticker redraws the line every REDRAW_INTERVAL from the latest counts,
+    so the line moves (and the clock runs) even between events, and a
+    burst of events shows its end, not its start.
+    """
+    state = _Counts(total)
+    async with trio.open_nursery() as nursery:
+        if live:
+            nursery.start_soon(_redraw_forever, state)
+        async for record in records:
+            state.update(record.type, record.status)
+            if not live and record.type == "task:finish":
                 err(
-                    f"[{elapsed:8.2f}s] {done}/{total} {record.task_id}: "
-                    f"{record.status}\n"
+                    f"[{record.elapsed_ms / 1000:8.2f}s] {state.done}/{total} "
+                    f"{record.task_id}: {record.status}\n"
                 )
-        line = _status_line(done, total, active, failed, elapsed)
-        now = trio.current_time()
-        if live and (now - last_draw >= REDRAW_INTERVAL or record.type == "run:finish"):
-            err(f"\r\x1b[K{line}")
-            last_draw = now
-    if live and line:
-        err("\n")
+        nursery.cancel_scope.cancel()
+    if live:
+        err(f"\r\x1b[K{state.line()}\n")
+
+
+class _Counts:
+    """What the status line shows, kept up to date from the records."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = self.failed = self.active = 0
+        self.started = trio.current_time()
+
+    def update(self, event_type: str, status: str | None) -> None:
+        if event_type == "task:start":
+            self.active += 1
+        elif event_type in ("task:success", "task:failure"):
+            self.active -= 1
+        elif event_type == "task:finish":
+            self.done += 1
+            self.failed += status in _FAILED
+
+    def line(self) -> str:
+        elapsed = trio.current_time() - self.started
+        return _status_line(self.done, self.total, self.active, self.failed, elapsed)
+
+
+async def _redraw_forever(state: _Counts) -> None:
+    while True:
+        err(f"\r\x1b[K{state.line()}")
+        await trio.sleep(REDRAW_INTERVAL)
 
 
 def _status_line(
