@@ -103,9 +103,10 @@ def place_attempts(result: RunResult) -> list[Bar]:
     return bars
 
 
-def timeline_html(result: RunResult) -> str:
+def timeline_html(result: RunResult, bars: list[Bar] | None = None) -> str:
     """Return the self-contained HTML page drawing ``result``."""
-    bars = place_attempts(result)
+    if bars is None:
+        bars = place_attempts(result)
     origin = datetime.fromisoformat(result.started_at)
     total = max([result.metrics.duration_ms, *(bar.end_ms for bar in bars), 1.0])
     scale = (WIDTH - LEFT - RIGHT) / total
@@ -262,10 +263,11 @@ td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
 """
 
 
-def trace_events(result: RunResult) -> dict[str, Any]:
+def trace_events(result: RunResult, bars: list[Bar] | None = None) -> dict[str, Any]:
     """Return the run in the Chrome Trace Event format (times in µs)."""
     events: list[dict[str, Any]] = []
-    bars = place_attempts(result)
+    if bars is None:
+        bars = place_attempts(result)
     for lane in sorted({bar.lane for bar in bars}):
         events.append(
             {
@@ -317,14 +319,21 @@ def write_timeline(result: RunResult, reports_dir: str | Path) -> tuple[Path, Pa
     folder = Path(reports_dir)
     page = folder / "timeline.html"
     trace = folder / "trace.json"
-    write_atomic(page, timeline_html(result).encode("utf-8", "backslashreplace"))
-    write_atomic(trace, encode_json(trace_events(result)) + b"\n")
+    bars = place_attempts(result)
+    write_atomic(page, timeline_html(result, bars).encode("utf-8", "backslashreplace"))
+    write_atomic(trace, encode_json(trace_events(result, bars)) + b"\n")
     return page, trace
 
 
 def _e(text: str) -> str:
     """Escape for HTML; control characters become visible escapes."""
+    # Most strings (ids, statuses) need nothing: one search says so.
+    if _SPECIAL.search(text) is None:
+        return text
     return html.escape(_CONTROL.sub(_show_control, text), quote=True)
+
+
+_SPECIAL = re.compile(r"[<>&\"'\x00-\x08\x0b-\x1f\x7f]")
 
 
 # C0 controls but tab and newline, and DEL: never meant for a page.
