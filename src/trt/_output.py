@@ -7,6 +7,7 @@ once, each line is prefixed with its task id, as ``parallel --tag`` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, final
 
 from trt._fdio import write_all
@@ -31,6 +32,9 @@ class OutputSink:
         self._closed: set[str] = set()
         # The first write error other than a vanished reader, if any.
         self.failure: str | None = None
+        # Called before each write: a live progress line clears itself so
+        # task output does not land on the end of it.
+        self.before_write: Callable[[], None] | None = None
 
     def stream(self, task_id: str, name: str) -> StreamWriter:
         """Return a writer for one task's ``stdout`` or ``stderr``."""
@@ -45,6 +49,8 @@ class OutputSink:
         # or pipe is full, so a reader that stops reading (Ctrl-S, a stalled
         # pager) pauses the whole run, timeouts included. A writer thread
         # would fix that at the cost of a thread hop per chunk.
+        if self.before_write is not None:
+            self.before_write()
         try:
             write_all(self._fds[name], data)
         except BrokenPipeError:

@@ -183,7 +183,9 @@ async def _run_with_signals(
                 total = len(runtime.graph)
                 live = os.isatty(2)
                 nursery.start_soon(
-                    functools.partial(show_progress, records, total, live=live)
+                    functools.partial(
+                        show_progress, records, total, live=live, sink=runtime.output
+                    )
                 )
             result = await runtime.run()
             # Stop watching for signals, but let the progress view finish

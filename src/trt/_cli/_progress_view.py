@@ -14,6 +14,7 @@ import trio
 from trt._cli._console import err
 
 if TYPE_CHECKING:
+    from trt._output import OutputSink
     from trt._progress import ProgressEvents
 
 # Seconds between redraws of the live line: fast enough to feel live,
@@ -23,7 +24,9 @@ REDRAW_INTERVAL: Final = 0.1
 _FAILED = frozenset({"failed", "timed_out", "blocked", "canceled"})
 
 
-async def show_progress(records: ProgressEvents, total: int, *, live: bool) -> None:
+async def show_progress(
+    records: ProgressEvents, total: int, *, live: bool, sink: OutputSink | None = None
+) -> None:
     """Print the run's progress until ``records`` ends with the run.
 
     The ``async for`` loop keeps the counts; on a terminal a separate
@@ -32,6 +35,8 @@ async def show_progress(records: ProgressEvents, total: int, *, live: bool) -> N
     burst of events shows its end, not its start.
     """
     state = _Counts(total)
+    if live and sink is not None:
+        sink.before_write = state.clear
     async with trio.open_nursery() as nursery:
         if live:
             nursery.start_soon(_redraw_forever, state)
@@ -44,6 +49,8 @@ async def show_progress(records: ProgressEvents, total: int, *, live: bool) -> N
                 )
         nursery.cancel_scope.cancel()
     if live:
+        if sink is not None:
+            sink.before_write = None
         err(f"\r\x1b[K{state.line()}\n")
 
 
@@ -54,6 +61,13 @@ class _Counts:
         self.total = total
         self.done = self.failed = self.active = 0
         self.started = trio.current_time()
+        self.drawn = False
+
+    def clear(self) -> None:
+        """Erase the live line (before task output is written)."""
+        if self.drawn:
+            err("\r\x1b[K")
+            self.drawn = False
 
     def update(self, event_type: str, status: str | None) -> None:
         if event_type == "task:start":
@@ -72,6 +86,7 @@ class _Counts:
 async def _redraw_forever(state: _Counts) -> None:
     while True:
         err(f"\r\x1b[K{state.line()}")
+        state.drawn = True
         await trio.sleep(REDRAW_INTERVAL)
 
 
