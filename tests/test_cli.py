@@ -101,6 +101,11 @@ class TestBadUsage:
             (["extra.json"], "unexpected argument 'extra.json' for trt run"),
             (["--reports-dir", "--timeout", "5"], "--reports-dir: missing value"),
             (
+                ["--log-events", "events.jsonl"],
+                "--log-events takes its value as --log-events=VALUE; "
+                "got a separate 'events.jsonl'",
+            ),
+            (
                 ["--kill-grace", "0" * 30 + "1" * 16],
                 "--kill-grace: at most 31536000000 allowed, got '00000000000000000000'",
             ),
@@ -117,6 +122,7 @@ class TestBadUsage:
             "unknown-with-value",
             "second-file",
             "flag-as-value",
+            "optional-value-with-space",
             "huge-with-leading-zeros",
         ],
     )

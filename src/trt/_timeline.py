@@ -52,6 +52,8 @@ class Bar(NamedTuple):
     title: str
     timed_out: bool
     elapsed_ms: float
+    # When the deadline passed (ms since the run started), for timeouts.
+    deadline_ms: float | None
 
 
 def _ms(stamp: str, origin: datetime) -> float:
@@ -98,6 +100,7 @@ def place_attempts(result: RunResult) -> list[Bar]:
                 title,
                 attempt.status == "timed_out",
                 attempt.elapsed_ms,
+                _ms(attempt.timed_out_at, origin) if attempt.timed_out_at else None,
             )
         )
     return bars
@@ -192,10 +195,20 @@ def timeline_html(result: RunResult, bars: list[Bar] | None = None) -> str:
             f'y="{y}" width="{width}" height="{BAR}" fill="{color}" rx="2">'
             f"<title>{_e(bar.title)}</title></rect>"
         )
-        if bar.timed_out:
+        # Task ids on bars wide enough to hold them (about 6 px a letter).
+        if width > 6 * len(bar.task_id) + 8:
             parts.append(
-                f'<line class="timeout" x1="{x(bar.end_ms)}" y1="{y - 3}" '
-                f'x2="{x(bar.end_ms)}" y2="{y + BAR + 3}"/>'
+                f'<text class="label" x="{x(bar.start_ms) + 4}" y="{y + BAR - 5}">'
+                f"{_e(bar.task_id)}</text>"
+            )
+        if bar.timed_out:
+            # At the deadline itself: a child that ignored SIGTERM keeps
+            # its bar going until the kill, past this tick.
+            at = x(bar.deadline_ms if bar.deadline_ms is not None else bar.end_ms)
+            parts.append(
+                f'<line class="timeout" x1="{at}" y1="{y - 3}" '
+                f'x2="{at}" y2="{y + BAR + 3}"><title>{_e(bar.task_id)}: '
+                f"deadline passed</title></line>"
             )
     if result.canceled_at is not None:
         at = x(_ms(result.canceled_at, origin))
@@ -242,6 +255,7 @@ def _page(result: RunResult, svg: str) -> str:
 body {{ font: 14px system-ui, sans-serif; margin: 20px; color: #222; }}
 .lane, .tick, .cancel-label {{ font: 11px system-ui, sans-serif; fill: #555; }}
 .grid {{ stroke: #eee; }}
+.label {{ font: 11px system-ui, sans-serif; fill: #fff; pointer-events: none; }}
 .queue {{ fill: #9db4d6; }}
 .backoff {{ stroke: #555; stroke-dasharray: 4 3; }}
 .timeout {{ stroke: #000; stroke-width: 2; }}
@@ -253,8 +267,11 @@ td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
 </style></head><body>
 <h1>Run of {_e(result.task_file)}</h1>
 <p>{_e(summary)}{stopped}</p>
-<p>{legend}<span class="key" style="background:#9db4d6"></span>queue wait
- — dashed: backoff — black tick: timeout — red dashed: cancel</p>
+<p>{legend}<span class="key" style="background:#9db4d6"></span>queue wait (thin line
+under a bar)</p>
+<p>Dashed line: waiting out a backoff before a retry. Black tick: the moment
+a deadline passed. Red dashed line: the run was canceled. Hover a bar for
+details.</p>
 {svg}
 <table><thead><tr><th>task</th><th>status</th><th>attempts</th><th>queue ms</th>
 <th>duration ms</th><th>blocked by</th><th>error</th></tr></thead>

@@ -301,6 +301,10 @@ def _parse_flags(command: str, args: list[str]) -> Options:
     options = Options()
     known = {flag.name: flag for flag in FLAGS[command]}
     positionals: list[str] = []
+    # Words right after a flag whose value is optional: when one is too
+    # many, the user most likely meant --flag=WORD.
+    after_bare: dict[int, str] = {}
+    extra_positions: list[int] = []
     position = 0
     while position < len(args):
         arg = args[position]
@@ -310,6 +314,7 @@ def _parse_flags(command: str, args: list[str]) -> Options:
             break
         if not arg.startswith("-") or arg == "-":
             positionals.append(arg)
+            extra_positions.append(position - 1)
             continue
         name, has_inline, inline = arg.partition("=")
         flag = known.get(name)
@@ -318,6 +323,8 @@ def _parse_flags(command: str, args: list[str]) -> Options:
             raise UsageError(message)
         if flag.bare is not None and not has_inline:
             setattr(options, flag.dest, flag.bare)
+            if position < len(args) and not args[position].startswith("-"):
+                after_bare[position] = name
             continue
         if not flag.takes_value:
             if has_inline:
@@ -347,6 +354,14 @@ def _parse_flags(command: str, args: list[str]) -> Options:
             raise UsageError(message)
         options.file = positionals.pop(0)
     if positionals:
+        for index in extra_positions:
+            if index in after_bare:
+                flag_name = after_bare[index]
+                message = (
+                    f"{flag_name} takes its value as {flag_name}=VALUE; "
+                    f"got a separate {args[index]!r}"
+                )
+                raise UsageError(message)
         message = f"unexpected argument {positionals[0]!r} for trt {command}"
         raise UsageError(message)
     return options
