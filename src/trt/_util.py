@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 
 def utc_now() -> str:
-    """Return the wall-clock time as ISO 8601 with milliseconds, in UTC."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """Return the wall-clock time as ISO 8601 with milliseconds, in UTC.
+
+    Called several times per task, so the date and time part is formatted
+    once per second and reused; the result equals
+    ``datetime.now(UTC).isoformat(timespec="milliseconds")``.
+    """
+    global _second, _prefix
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        stamp = datetime.fromtimestamp(second, UTC)
+        _second, _prefix = second, stamp.strftime("%Y-%m-%dT%H:%M:%S")
+    millis = int((now - second) * 1000)
+    return f"{_prefix}.{millis:03d}+00:00"
+
+
+_second = -1
+_prefix = ""
 
 
 def write_atomic(path: Path, data: bytes) -> None:
