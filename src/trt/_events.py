@@ -17,6 +17,7 @@ listener at all, events are not even built.
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Callable
 from typing import Final, Literal, final
 
@@ -34,17 +35,7 @@ EventType = Literal[
     "error",
 ]
 
-EVENT_TYPES: Final[tuple[str, ...]] = (
-    "run:start",
-    "run:finish",
-    "task:queued",
-    "task:start",
-    "task:success",
-    "task:failure",
-    "task:retry",
-    "task:finish",
-    "error",
-)
+EVENT_TYPES: Final[tuple[str, ...]] = typing.get_args(EventType)
 
 # Listen to every event type at once.
 ALL: Final = "*"

@@ -11,7 +11,6 @@ which kind the export is.
 from __future__ import annotations
 
 import inspect
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -85,11 +84,7 @@ def _is_stop(exc: BaseException) -> bool:
 
 
 def _load_error(exc: LoadError) -> TaskError:
-    cause = exc.__cause__
-    stack = None
-    if cause is not None:
-        stack = "".join(traceback.format_exception(cause))
-    return TaskError(kind="spawn_error", message=str(exc), stack=stack)
+    return TaskError(kind="spawn_error", message=str(exc), stack=exc.stack() or None)
 
 
 async def _call(

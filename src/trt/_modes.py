@@ -26,7 +26,7 @@ SUCCESS: Final = "success"
 
 # Final statuses that come from a task's own attempts, as opposed to
 # "blocked" (a dependency failed) or "canceled" (the run stopped it).
-_OWN_OUTCOMES: Final = frozenset({"success", "failed", "timed_out"})
+OWN_OUTCOMES: Final = frozenset({"success", "failed", "timed_out"})
 
 
 @final
@@ -55,7 +55,7 @@ class ModeRules:
 
         None means the run goes on.
         """
-        if status not in _OWN_OUTCOMES:
+        if status not in OWN_OUTCOMES:
             return None
         if self._first is None:
             self._first = (task_id, status)

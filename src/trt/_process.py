@@ -174,8 +174,7 @@ def _spawn(task: CommandTask, attempt: int, stdout: int, stderr: int) -> _Child:
         env={
             **os.environ,
             **task.env,
-            "TRT_TASK_ID": task.id,
-            "TRT_ATTEMPT": str(attempt),
+            **_attempt_env(task.id, attempt),
         },
         process_group=0,
     )
@@ -207,6 +206,11 @@ def _resolve(program: str) -> str | None:
 _resolved: dict[tuple[str, str], str] = {}
 
 
+def _attempt_env(task_id: str, attempt: int) -> dict[str, str]:
+    """Return what every command learns about its attempt."""
+    return {"TRT_TASK_ID": task_id, "TRT_ATTEMPT": str(attempt)}
+
+
 def _spawn_env(
     extra: Mapping[str, str], task_id: str, attempt: int
 ) -> Mapping[bytes, bytes]:
@@ -228,8 +232,8 @@ def _spawn_env(
     merged = dict(data)
     for name, value in extra.items():
         merged[os.fsencode(name)] = os.fsencode(value)
-    merged[b"TRT_TASK_ID"] = task_id.encode()
-    merged[b"TRT_ATTEMPT"] = str(attempt).encode()
+    for name, value in _attempt_env(task_id, attempt).items():
+        merged[name.encode()] = value.encode()
     return merged
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from trt._modes import OWN_OUTCOMES
 from trt._results import RunResult
 from trt._util import write_atomic
 
@@ -88,7 +89,7 @@ def update_modes(
         "status": result.status,
         "exitCode": exit_code,
         "startedCount": sum(1 for task in result.tasks if task.attempts),
-        "settledCount": sum(1 for task in result.tasks if task.status in _OWN_OUTCOMES),
+        "settledCount": sum(1 for task in result.tasks if task.status in OWN_OUTCOMES),
         "stopReason": result.stop_reason,
         "counts": counts,
         "durationMs": result.metrics.duration_ms,
@@ -99,7 +100,3 @@ def update_modes(
     data = msgspec.json.format(msgspec.json.encode(ordered), indent=2) + b"\n"
     write_atomic(path, data)
     return warning
-
-
-# A task "settled" when its own attempts decided its status.
-_OWN_OUTCOMES = frozenset({"success", "failed", "timed_out"})

@@ -143,6 +143,7 @@ class Runtime:
         self._nursery: trio.Nursery | None = None
         self._rules = ModeRules(self.options.mode)
         self._stop_reason: str | None = None
+        self._settled_by_mode = False
         self._canceled_at: str | None = None
         self._cancel_reason: str | None = None
         self._timer_scope = trio.CancelScope()
@@ -462,6 +463,7 @@ class Runtime:
         reason = self._rules.settle_on(state.task.id, status)
         if reason is not None and self._canceled_at is None:
             self._stop_reason = reason
+            self._settled_by_mode = True
             self.cancel(reason)
         self._after_finish()
 
@@ -501,7 +503,7 @@ class Runtime:
         ok = self._rules.succeeded({task.id: task.status for task in tasks})
         if ok:
             status = "success"
-        elif self._cancel_reason is not None and not self._rules_settled():
+        elif self._cancel_reason is not None and not self._settled_by_mode:
             # Stopped from outside (--cancel-after, cancel()), not settled
             # by its mode.
             status = "canceled"
@@ -530,9 +532,6 @@ class Runtime:
                 duration_ms=duration_ms,
             ),
         )
-
-    def _rules_settled(self) -> bool:
-        return self._stop_reason is not None and self._stop_reason.startswith("mode ")
 
     def _aggregate(self, tasks: Sequence[TaskResult]) -> AggregateError | None:
         """List every failure when mode any found no success at all."""

@@ -36,6 +36,11 @@ Failure = tuple[str, str, str] | None
 class LoadError(Exception):
     """The export could not be loaded; becomes a ``spawn_error`` result."""
 
+    def stack(self) -> str:
+        """Return the traceback of what the import raised, or ""."""
+        cause = self.__cause__
+        return "".join(traceback.format_exception(cause)) if cause else ""
+
 
 def load_export(
     module: str, module_path: str | None, import_root: str | None, export: str
@@ -133,9 +138,7 @@ def call_in_worker(
     try:
         function = load_export(module, module_path, import_root, export)
     except LoadError as exc:
-        cause = exc.__cause__
-        stack = "".join(traceback.format_exception(cause)) if cause else ""
-        return ("spawn_error", str(exc), stack)
+        return ("spawn_error", str(exc), exc.stack())
     context = TaskContext(task_id, attempt, metadata)
     try:
         result = function(context)
