@@ -103,6 +103,26 @@ def quiet_output(tmp_path: Path) -> Iterator[trt.OutputSink]:
         os.close(err)
 
 
+_cli_cwd: Path | None = None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cli_cwd(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Give each test's trt processes a working folder of their own.
+
+    trt keeps ``state/`` (locked while a run runs) and ``reports/`` in its
+    working folder; tests must neither share them nor litter the checkout.
+    """
+    global _cli_cwd
+    _cli_cwd = tmp_path_factory.mktemp("cwd")
+
+
+def cli_cwd() -> Path:
+    """Return the working folder for trt processes of the current test."""
+    assert _cli_cwd is not None
+    return _cli_cwd
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
@@ -111,7 +131,7 @@ def run_cli(
         [sys.executable, "-m", "trt", *args],
         capture_output=True,
         text=True,
-        cwd=cwd or REPO,
+        cwd=cwd or cli_cwd(),
         timeout=timeout,
         check=False,
     )

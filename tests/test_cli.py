@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import trt
-from tests.conftest import REPO, TASKS, WriteTasks, command, run_cli
+from tests.conftest import TASKS, WriteTasks, cli_cwd, command, run_cli
 
 
 class TestHelp:
@@ -243,7 +243,7 @@ def test_unwritable_stdout_is_one_clear_error(args: list[str]) -> None:
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=REPO,
+            cwd=cli_cwd(),
             check=False,
         )
 
@@ -272,7 +272,7 @@ def test_lost_task_output_fails_the_run(
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,
-            cwd=REPO,
+            cwd=cli_cwd(),
             check=False,
         )
 
@@ -364,6 +364,9 @@ class TestRun:
             "cancelReason",
             "canceledTaskIds",
             "error",
+            "shutdown",
+            "resumedFrom",
+            "carriedOverTaskIds",
         }
         assert report["status"] == "success"
         assert report["metrics"]["maxActive"] == 20

@@ -73,7 +73,8 @@ class TaskResult(ResultStruct, frozen=True, kw_only=True):
 
     ``blocked_by`` is the dependency that stopped it; ``blocked_root`` is
     the task whose failure started the chain (the same for direct
-    dependents).
+    dependents). ``carried_over`` marks a success kept from the run that
+    this one resumed; its attempts are that run's.
     """
 
     id: str
@@ -90,6 +91,7 @@ class TaskResult(ResultStruct, frozen=True, kw_only=True):
     blocked_root: str | None = None
     error: TaskError | None = None
     stop_reason: str | None = None
+    carried_over: bool = False
     metadata: dict[str, Any] = {}
 
 
@@ -157,6 +159,14 @@ class AggregateError(ResultStruct, frozen=True, kw_only=True):
     errors: tuple[TaskFailure, ...] = ()
 
 
+class ShutdownInfo(ResultStruct, frozen=True, kw_only=True):
+    """A graceful shutdown: the signal that began it, the mode, the time."""
+
+    signal: str
+    mode: str
+    started_at: str
+
+
 class RunResult(ResultStruct, frozen=True, kw_only=True):
     """Everything a run produced; ``reports/latest.json`` is this object."""
 
@@ -174,6 +184,9 @@ class RunResult(ResultStruct, frozen=True, kw_only=True):
     cancel_reason: str | None = None
     canceled_task_ids: tuple[str, ...] = ()
     error: AggregateError | None = None
+    shutdown: ShutdownInfo | None = None
+    resumed_from: str | None = None
+    carried_over_task_ids: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

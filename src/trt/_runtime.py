@@ -20,8 +20,12 @@ thread between checkpoints, so it needs no locks.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import heapq
 import math
+import os
+import signal
 import uuid
 from collections import deque
 from datetime import datetime, timedelta
@@ -31,6 +35,7 @@ import msgspec
 import trio
 
 from trt._events import Event, EventBus, EventType
+from trt._exceptions import StateError
 from trt._executor import AttemptContext, Executor, LocalExecutor
 from trt._model import (
     BLOCKED,
@@ -49,19 +54,35 @@ from trt._results import (
     RunMetrics,
     RunOptions,
     RunResult,
+    ShutdownInfo,
     TaskError,
     TaskFailure,
     TaskResult,
 )
+from trt._resume import check_same_run, plan_resume
+from trt._state import (
+    STATE_VERSION,
+    RunningAttempt,
+    RunState,
+    TaskRecord,
+    definition_hash,
+)
+from trt._state_writer import StateWriter
 from trt._util import utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from trt._state import StateStore
+
 PENDING: Final = "pending"
 QUEUED: Final = "queued"
 RUNNING: Final = "running"
 WAITING_RETRY: Final = "waiting_retry"
+
+# Lifecycle events a state snapshot keeps: the latest ones, for a glance;
+# --log-events is the place for the whole stream.
+EVENTS_KEPT: Final = 100
 
 
 @final
@@ -69,12 +90,16 @@ class _TaskState:
     """The scheduler's mutable view of one task during a run."""
 
     __slots__ = (
+        "attempt_started_at",
         "attempts",
         "blocked_by",
         "blocked_root",
         "cancel_scope",
+        "carried_over",
+        "context",
         "ended_at",
         "ended_clock",
+        "prior_attempts",
         "queued_at",
         "queued_clock",
         "remaining",
@@ -102,6 +127,13 @@ class _TaskState:
         self.stop_reason: str | None = None
         # The scope of the running attempt, or of the backoff wait.
         self.cancel_scope: trio.CancelScope | None = None
+        # The running attempt's context (its probe knows the pid).
+        self.context: AttemptContext | None = None
+        self.attempt_started_at: str | None = None
+        # Attempts made by earlier runs of a resumed run: they are history,
+        # and this run's retry budget starts after them.
+        self.prior_attempts = 0
+        self.carried_over = False
 
 
 @final
@@ -115,6 +147,13 @@ class Runtime:
             in-process function calls.
         output: where command output goes; defaults to trt's own stdout
             and stderr, tagged by task id when more than one task can run.
+        store: an open :class:`StateStore`; the run's state is then kept
+            there while it runs (see ``trt._state_writer``).
+        previous: a saved run of the same task file to resume: its
+            unchanged successes are kept, everything else runs again.
+
+    Raises:
+        StateError: when ``previous`` is of another file or other ids.
     """
 
     def __init__(
@@ -124,6 +163,8 @@ class Runtime:
         *,
         executor: Executor | None = None,
         output: OutputSink | None = None,
+        store: StateStore | None = None,
+        previous: RunState | None = None,
     ) -> None:
         self.graph = graph
         self.options = options or RunOptions()
@@ -152,6 +193,51 @@ class Runtime:
         self._started_clock = 0.0
         self._end_watchers: list[Callable[[], None]] = []
         self._ended = False
+        self._aborted = False
+        self._shutdown: ShutdownInfo | None = None
+        self.store = store
+        self._writer: StateWriter | None = None
+        self._events_tail: deque[Event] = deque(maxlen=EVENTS_KEPT)
+        self._event_count = 0
+        self._started_at = ""
+        self._task_file_path = os.path.realpath(graph.source)
+        self.state_saved = False
+        self._hashes: dict[str, str] = {}
+        if store is not None or previous is not None:
+            self._hashes = {task.id: definition_hash(task) for task in graph}
+        self.resumed_from: str | None = None
+        if previous is not None:
+            self._resume(previous)
+
+    def _resume(self, previous: RunState) -> None:
+        """Carry the saved successes over and give the rest their history."""
+        check_same_run(self.graph, previous)
+        plan = plan_resume(self.graph, previous, self._hashes)
+        self.resumed_from = previous.run_id
+        for task_id, record in plan.carried.items():
+            state = self._states[task_id]
+            state.status = SUCCESS
+            state.carried_over = True
+            state.attempts = list(record.attempts)
+            state.queued_at = record.queued_at
+            state.started_at = record.started_at
+            state.ended_at = record.ended_at
+            self._unfinished -= 1
+            for dependent_id in self.graph.dependents(task_id):
+                self._states[dependent_id].remaining -= 1
+        for task_id, attempts in plan.history.items():
+            state = self._states[task_id]
+            state.attempts = list(attempts)
+            state.prior_attempts = len(attempts)
+
+    @property
+    def shutdown_info(self) -> ShutdownInfo | None:
+        """Return the graceful shutdown under way or done, if any."""
+        return self._shutdown
+
+    def task_statuses(self) -> dict[str, str]:
+        """Return each task's status right now, in file order."""
+        return {task_id: state.status for task_id, state in self._states.items()}
 
     @property
     def active_count(self) -> int:
@@ -189,9 +275,14 @@ class Runtime:
             self._end_watchers.append(callback)
 
     async def _run(self, started_at: str, started_clock: float) -> RunResult:
+        self._started_at = started_at
+        if self.store is not None:
+            await self._begin_state(self.store)
         send, receive = trio.open_memory_channel[Event](math.inf)
         async with trio.open_nursery() as outer:
             outer.start_soon(self._dispatch, receive)
+            if self._writer is not None:
+                outer.start_soon(self._writer.run)
             with send:
                 self._send = send
                 self._emit(
@@ -199,8 +290,9 @@ class Runtime:
                     message=f"{len(self.graph)} tasks, mode {self.options.mode}, "
                     f"concurrency {self.options.concurrency}",
                 )
+                self._carry_over()
                 for state in self._states.values():
-                    if state.remaining == 0:
+                    if state.remaining == 0 and state.status == PENDING:
                         self._enqueue(state)
                 if self._unfinished:
                     async with trio.open_nursery() as nursery:
@@ -216,7 +308,125 @@ class Runtime:
                 result = self._result(started_at, utc_now(), duration_ms)
                 self._emit("run:finish", status=result.status)
                 self._send = None
+            if self._writer is not None:
+                self._writer.close()
+        if self._writer is not None:
+            await self._end_state(self._writer, result.status)
         return result
+
+    def _carry_over(self) -> None:
+        """Announce the successes a resumed run kept, and let modes see them."""
+        message = f"carried over from run {self.resumed_from}"
+        for state in self._states.values():
+            if not state.carried_over:
+                continue
+            self._emit(
+                "task:finish", task_id=state.task.id, status=SUCCESS, message=message
+            )
+            reason = self._rules.settle_on(state.task.id, SUCCESS)
+            if reason is not None and self._canceled_at is None:
+                self._stop_reason = reason
+                self._settled_by_mode = True
+                self.cancel(reason)
+        self._after_finish()
+
+    # -- state on disk ---------------------------------------------------
+
+    async def _begin_state(self, store: StateStore) -> None:
+        """Save the whole run once before any task starts."""
+        self._writer = StateWriter(store, self._task_record, self._snapshot)
+        self.events.on("*", self._remember_event)
+        try:
+            await trio.to_thread.run_sync(store.save, self._snapshot(0))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            message = f"cannot save the run's state in {store.directory}: {reason}"
+            raise StateError(message) from None
+
+    async def _end_state(self, writer: StateWriter, status: str) -> None:
+        # Shielded: a run that finished must say so on disk even when the
+        # caller is already being canceled.
+        with trio.CancelScope(shield=True):
+            if writer.failure is not None:
+                return
+            snapshot = self._snapshot(writer.next_seq(), status)
+            save = functools.partial(writer.store.save, snapshot, keep_journal=False)
+            try:
+                self.state_saved = await trio.to_thread.run_sync(save)
+            except OSError as exc:
+                writer.fail(exc)
+
+    @property
+    def state_failure(self) -> str | None:
+        """Return why the run's state stopped being saved, if it did."""
+        return self._writer.failure if self._writer is not None else None
+
+    def save_state(self, status: str = "interrupted") -> bool:
+        """Save the run as it is right now, blocking, and stop saving.
+
+        For a forced exit: running tasks are saved as running, so a resume
+        records their attempts as interrupted. Nothing is written after
+        this snapshot. Returns whether it was written.
+        """
+        if self._writer is None or self.store is None:
+            return False
+        try:
+            saved = self.store.save(self._snapshot(self._writer.next_seq(), status))
+        except OSError as exc:
+            self._writer.fail(exc)
+            return False
+        self.store.close()
+        self.state_saved = saved
+        return saved
+
+    def _remember_event(self, event: Event) -> None:
+        self._events_tail.append(event)
+        self._event_count += 1
+
+    def _changed(self, state: _TaskState) -> None:
+        if self._writer is not None:
+            self._writer.mark(state.task.id)
+
+    def _task_record(self, task_id: str) -> TaskRecord:
+        state = self._states[task_id]
+        running = None
+        if state.status == RUNNING and state.attempt_started_at is not None:
+            running = RunningAttempt(
+                attempt=len(state.attempts) + 1, started_at=state.attempt_started_at
+            )
+        return TaskRecord(
+            status=state.status,
+            definition_hash=self._hashes[task_id],
+            attempts=tuple(state.attempts),
+            running=running,
+            queued_at=state.queued_at,
+            started_at=state.started_at,
+            ended_at=state.ended_at,
+            error=_task_error(state),
+            blocked_by=state.blocked_by,
+            blocked_root=state.blocked_root,
+            stop_reason=state.stop_reason,
+            carried_over=state.carried_over,
+        )
+
+    def _snapshot(self, seq: int, status: str = RUNNING) -> RunState:
+        return RunState(
+            version=STATE_VERSION,
+            run_id=self.run_id,
+            task_file=self.graph.source,
+            task_file_path=self._task_file_path,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            updated_at=utc_now(),
+            status=status,
+            options=self.options,
+            seq=seq,
+            resumed_from=self.resumed_from,
+            shutdown=self._shutdown,
+            tasks_by_id={key: self._task_record(key) for key in self._states},
+            events=tuple(self._events_tail),
+            event_count=self._event_count,
+        )
 
     async def _dispatch(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
         # One dispatcher, so listeners see events in exactly the order the
@@ -262,27 +472,83 @@ class Runtime:
         Queued and waiting tasks end ``canceled`` at once; running attempts
         are canceled and end ``canceled`` once their processes are gone.
         Canceled work is never retried. Calling it again does nothing.
+
+        Raises:
+            RuntimeError: when the run has not started.
         """
-        if not self._ran:
-            message = "cancel() needs a running runtime; call it while run() runs"
-            raise RuntimeError(message)
-        if self._canceled_at is not None or self._unfinished == 0:
-            return
-        self._canceled_at = utc_now()
-        self._cancel_reason = reason
-        if self._stop_reason is None:
-            self._stop_reason = reason
-        self._ready.clear()
+        self._stop(reason, abort_running=True)
+
+    def drain(self, reason: str = "draining") -> None:
+        """Stop starting work, but let running attempts finish.
+
+        Queued and waiting tasks end ``canceled`` at once, and no attempt
+        is retried; a later :meth:`cancel` still cancels what runs.
+
+        Raises:
+            RuntimeError: when the run has not started.
+        """
+        self._stop(reason, abort_running=False)
+
+    def shutdown(self, signal_name: str, mode: str) -> None:
+        """Begin a graceful shutdown after a signal: drain or cancel.
+
+        The shutdown is recorded in the result and the saved state; a
+        second call can turn a drain into a cancel.
+
+        Raises:
+            ValueError: when ``mode`` is neither "drain" nor "cancel".
+        """
+        if mode not in ("drain", "cancel"):
+            message = f"mode must be 'drain' or 'cancel', got {mode!r}"
+            raise ValueError(message)
+        if self._shutdown is None:
+            self._shutdown = ShutdownInfo(
+                signal=signal_name, mode=mode, started_at=utc_now()
+            )
+            if self._writer is not None:
+                self._writer.mark_shutdown(self._shutdown)
+        reason = f"{signal_name} received: shutdown ({mode})"
+        self._stop(reason, abort_running=mode == "cancel")
+
+    def kill(self, reason: str = "killed") -> None:
+        """Stop at once: SIGKILL every running command's group, cancel all.
+
+        The process leaders stay unreaped until their attempts notice, so
+        their group ids cannot have been reused by then.
+        """
         for state in self._states.values():
-            if state.status == RUNNING:
-                assert state.cancel_scope is not None
-                state.stop_reason = reason
-                state.cancel_scope.cancel()
-            elif state.status in (PENDING, QUEUED, WAITING_RETRY):
-                if state.cancel_scope is not None:
+            if state.status == RUNNING and state.context is not None:
+                pid = state.context.probe.pid
+                if pid is not None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+        self.cancel(reason)
+
+    def _stop(self, reason: str, *, abort_running: bool) -> None:
+        if not self._ran:
+            message = "the run has not started; call this while run() runs"
+            raise RuntimeError(message)
+        if self._unfinished == 0:
+            return
+        if self._canceled_at is None:
+            self._canceled_at = utc_now()
+            self._cancel_reason = reason
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            self._ready.clear()
+            for state in self._states.values():
+                if state.status in (PENDING, QUEUED, WAITING_RETRY):
+                    if state.cancel_scope is not None:
+                        state.cancel_scope.cancel()
+                    state.stop_reason = reason
+                    self._finish(state, CANCELED)
+        if abort_running and not self._aborted:
+            self._aborted = True
+            for state in self._states.values():
+                if state.status == RUNNING:
+                    assert state.cancel_scope is not None
+                    state.stop_reason = state.stop_reason or reason
                     state.cancel_scope.cancel()
-                state.stop_reason = reason
-                self._finish(state, CANCELED)
         self._after_finish()
 
     async def _cancel_after(self, delay_ms: int) -> None:
@@ -298,6 +564,7 @@ class Runtime:
             state.queued_at = utc_now()
             state.queued_clock = trio.current_time()
         heapq.heappush(self._ready, (state.task.index, state))
+        self._changed(state)
         self._emit("task:queued", task_id=state.task.id, status=QUEUED)
         self._queue_length_max = max(self._queue_length_max, len(self._ready))
         self._lot.unpark()
@@ -327,6 +594,8 @@ class Runtime:
             state.started_at = now
             state.started_clock = now_clock
         state.status = RUNNING
+        state.attempt_started_at = now
+        self._changed(state)
         self._emit("task:start", task_id=task.id, status=RUNNING, attempt=attempt)
         context = AttemptContext(
             attempt=attempt,
@@ -335,6 +604,7 @@ class Runtime:
             started_clock=now_clock,
             kill_grace=self.options.kill_grace_ms / 1000,
         )
+        state.context = context
         timeout_ms = task.timeout_ms or self.options.timeout_ms
         deadline = math.inf if timeout_ms is None else now_clock + timeout_ms / 1000
 
@@ -351,6 +621,7 @@ class Runtime:
         finally:
             self._active -= 1
             state.cancel_scope = None
+            state.context = None
         if run_scope.cancelled_caught:
             result = self._canceled(task, context, state.stop_reason)
         elif deadline_scope.cancelled_caught:
@@ -370,17 +641,21 @@ class Runtime:
             )
         policy = task.retries
         kind = result.error.kind if result.error else None
+        # A resumed task gets a fresh budget: attempts of earlier runs are
+        # history, not tries of this run.
+        tries = attempt - state.prior_attempts
         if (
             result.status != SUCCESS
             and self._canceled_at is None
-            and attempt < policy.max_attempts
+            and tries < policy.max_attempts
             and policy.allows(result.status, kind)
         ):
-            delay_ms = policy.delay_ms(attempt)
+            delay_ms = policy.delay_ms(tries)
             state.attempts.append(
                 msgspec.structs.replace(result, next_delay_ms=delay_ms)
             )
             state.status = WAITING_RETRY
+            self._changed(state)
             self._retry_count += 1
             self._emit(
                 "task:retry",
@@ -480,6 +755,7 @@ class Runtime:
         state.ended_at = utc_now()
         state.ended_clock = trio.current_time()
         self._unfinished -= 1
+        self._changed(state)
 
     def _block_dependents(self, root: _TaskState) -> None:
         # Breadth first, so each blocked task names the nearest dependency
@@ -520,6 +796,9 @@ class Runtime:
             cancel_reason=self._cancel_reason,
             canceled_task_ids=canceled_ids,
             error=self._aggregate(tasks) if not ok else None,
+            shutdown=self._shutdown,
+            resumed_from=self.resumed_from,
+            carried_over_task_ids=tuple(t.id for t in tasks if t.carried_over),
             options=self.options,
             started_at=started_at,
             ended_at=ended_at,
@@ -562,17 +841,6 @@ class Runtime:
             queue_ms = round((state.started_clock - state.queued_clock) * 1000, 3)
         if state.started_clock is not None and state.ended_clock is not None:
             duration_ms = round((state.ended_clock - state.started_clock) * 1000, 3)
-        last = state.attempts[-1] if state.attempts else None
-        error = last.error if last is not None else None
-        if state.status == CANCELED:
-            # Also for a task canceled in its backoff: its last attempt
-            # failed, but what ended the task was the cancellation.
-            error = TaskError(kind="canceled", message=state.stop_reason or "canceled")
-        if state.status == BLOCKED:
-            message = f"dependency {state.blocked_by!r} did not succeed"
-            if state.blocked_root != state.blocked_by:
-                message += f" (the chain starts at {state.blocked_root!r})"
-            error = TaskError(kind="blocked", message=message)
         task = state.task
         return TaskResult(
             id=task.id,
@@ -587,10 +855,27 @@ class Runtime:
             duration_ms=duration_ms,
             blocked_by=state.blocked_by,
             blocked_root=state.blocked_root,
-            error=error,
+            error=_task_error(state),
             stop_reason=state.stop_reason,
+            carried_over=state.carried_over,
             metadata=dict(task.metadata),
         )
+
+
+def _task_error(state: _TaskState) -> TaskError | None:
+    """Return what ended a task that did not succeed, or None."""
+    if state.status == CANCELED:
+        # Also for a task canceled in its backoff: its last attempt
+        # failed, but what ended the task was the cancellation.
+        return TaskError(kind="canceled", message=state.stop_reason or "canceled")
+    if state.status == BLOCKED:
+        message = f"dependency {state.blocked_by!r} did not succeed"
+        if state.blocked_root != state.blocked_by:
+            message += f" (the chain starts at {state.blocked_root!r})"
+        return TaskError(kind="blocked", message=message)
+    if state.status == SUCCESS or not state.attempts:
+        return None
+    return state.attempts[-1].error
 
 
 def _metrics(

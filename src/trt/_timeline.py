@@ -71,6 +71,9 @@ def place_attempts(result: RunResult) -> list[Bar]:
     for task in result.tasks:
         for attempt in task.attempts:
             start = _ms(attempt.started_at, origin)
+            if start < 0:
+                # History from the run this one resumed: not on this clock.
+                continue
             end = max(_ms(attempt.ended_at, origin), start)
             raw.append((start, end, task.id, attempt))
     raw.sort(key=lambda item: (item[0], item[1]))

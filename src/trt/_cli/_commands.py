@@ -9,8 +9,10 @@ from trt._cli._options import Options
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
 if TYPE_CHECKING:
     from trt._events import Event
-    from trt._results import RunResult
+    from trt._model import TaskGraph
+    from trt._results import RunOptions, RunResult
     from trt._runtime import Runtime
+    from trt._state import RunState, StateStore
 
 
 def dispatch(command: str, options: Options) -> int:
@@ -19,6 +21,10 @@ def dispatch(command: str, options: Options) -> int:
         return validate(options)
     if command == "schema":
         return schema()
+    if command == "status" or options.status:
+        from trt._cli._status import status
+
+        return status(options)
     return run(options)
 
 
@@ -75,7 +81,9 @@ class _EventLog:
             os.close(self._fd)
 
 
-def _refuse_overwrite(target: str | None, task_file: str, reports_dir: str) -> None:
+def _refuse_overwrite(
+    target: str | None, task_file: str, reports_dir: str, state_dir: str
+) -> None:
     """Refuse an event log path that would overwrite trt's own files."""
     import os
 
@@ -83,8 +91,15 @@ def _refuse_overwrite(target: str | None, task_file: str, reports_dir: str) -> N
 
     if target is None or target == "-":
         return
-    reports = ("latest.json", "modes.json", "timeline.html", "trace.json")
+    reports = (
+        "latest.json",
+        "modes.json",
+        "timeline.html",
+        "trace.json",
+        "shutdown.json",
+    )
     protected = [task_file, *(os.path.join(reports_dir, name) for name in reports)]
+    protected += [os.path.join(state_dir, name) for name in ("run.json", "run.journal")]
     mine = os.path.realpath(target)
     for path in protected:
         if os.path.realpath(path) == mine:
@@ -134,43 +149,75 @@ def _check_reports_dir(path: str) -> None:
         raise UsageError(message)
 
 
-async def _run_with_signals(
-    runtime: Runtime, progress: bool, stopped_by: list[int]
-) -> RunResult:
-    """Run; on SIGINT or SIGTERM cancel the run cleanly and finish it.
+class _Stop:
+    """What the signal watcher saw, for run() to act on afterwards."""
 
-    The first signal cancels the run through the runtime: nothing new
-    starts, queued tasks end canceled, and running attempts terminate their
-    process groups (SIGTERM, then SIGKILL after the kill grace), so the run
-    still ends with a result, events and reports. The signals received are
-    appended to ``stopped_by``. Without this, SIGTERM would kill trt at once
-    and leave every child (each in a process group of its own) behind.
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        # Set by a second signal: the exit code, the moment, the statuses
+        # and whether the snapshot was written.
+        self.forced: int | None = None
+        self.forced_at = ""
+        self.statuses: dict[str, str] = {}
+        self.state_saved = False
+
+
+async def _run_with_signals(
+    runtime: Runtime, progress: bool, shutdown_mode: str, stop: _Stop
+) -> RunResult | None:
+    """Run under SIGINT/SIGTERM receivers; None when a second signal forced it.
+
+    The receivers are installed before any task starts. What each signal
+    does is decided by ``trt._shutdown.on_signal``: the first begins a
+    graceful shutdown (nothing new starts; running attempts are drained or
+    canceled, their process groups terminated), so the run still ends with
+    a result, state and reports. A second one saves a snapshot at once,
+    SIGKILLs every process group and abandons the run. Without the
+    receivers, SIGTERM would kill trt and leave every child (each in a
+    process group of its own) behind.
     """
     import functools
     import signal
 
     import trio
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    from trt._shutdown import on_signal
+    from trt._util import utc_now
+
+    with (
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+        trio.CancelScope() as everything,
+    ):
         async with trio.open_nursery() as nursery:
 
-            async def stop_on_signal() -> None:
+            async def watch_signals() -> None:
                 # Keep reading after the first signal: a signal still
                 # pending when the receiver closes is delivered again, and
-                # a second one during cleanup would then kill trt with its
-                # children half-terminated. Cleanup is bounded by the kill
-                # grace anyway.
+                # one during cleanup would then kill trt with its children
+                # half-terminated.
                 async for signum in signals:
-                    stopped_by.append(signum)
-                    runtime.cancel(f"{signal.Signals(signum).name} received")
+                    action = on_signal(len(stop.signals), signum, shutdown_mode)
+                    stop.signals.append(signum)
+                    name = signal.Signals(signum).name
+                    if action.kind == "shutdown":
+                        assert action.mode is not None
+                        runtime.shutdown(name, action.mode)
+                        continue
+                    stop.forced = action.exit_code
+                    stop.forced_at = utc_now()
+                    stop.statuses = runtime.task_statuses()
+                    stop.state_saved = runtime.save_state("interrupted")
+                    runtime.kill(f"second signal ({name}): forced exit")
+                    everything.cancel()
+                    return
 
             watcher = trio.CancelScope()
 
-            async def watch_signals() -> None:
+            async def watch() -> None:
                 with watcher:
-                    await stop_on_signal()
+                    await watch_signals()
 
-            nursery.start_soon(watch_signals)
+            nursery.start_soon(watch)
             if progress:
                 import os
 
@@ -191,49 +238,147 @@ async def _run_with_signals(
             # Stop watching for signals, but let the progress view finish
             # the records it has not shown yet.
             watcher.cancel()
+    if stop.forced is not None:
+        return None
     return result
 
 
-def run(options: Options) -> int:
-    """Run a task file, write the report, print a summary on stderr."""
-    from trt._loader import load_task_file
+def _run_options(options: Options, previous: RunState | None) -> RunOptions:
+    """Return the run's options: the flags, over the saved run's on resume.
 
-    # Validate before importing trio: a bad file fails fast.
-    assert options.file is not None  # the parser requires FILE for run
-    graph = load_task_file(options.file)
-    _check_reports_dir(options.reports_dir)
+    A resumed run goes on as the saved one was asked to run; flags given
+    again on the command line win.
+    """
+    import msgspec
 
-    import trio
-
-    from trt._report import update_modes, write_report
     from trt._results import RunOptions
-    from trt._runtime import Runtime
-    from trt._timeline import write_timeline
 
-    run_options = RunOptions(
+    flags = RunOptions(
         concurrency=options.concurrency,
         mode=options.mode,
         timeout_ms=options.timeout,
         cancel_after_ms=options.cancel_after,
         kill_grace_ms=options.kill_grace,
     )
-    runtime = Runtime(graph, run_options)
-    _refuse_overwrite(options.log_events, options.file, options.reports_dir)
+    if previous is None:
+        return flags
+    # RunOptions field -> the Options attribute its flag sets.
+    dests = {
+        "concurrency": "concurrency",
+        "mode": "mode",
+        "timeout_ms": "timeout",
+        "cancel_after_ms": "cancel_after",
+        "kill_grace_ms": "kill_grace",
+    }
+    chosen = {
+        field: getattr(flags, field)
+        for field, dest in dests.items()
+        if dest in options.given
+    }
+    return msgspec.structs.replace(previous.options, **chosen)
+
+
+def _load_previous(store: StateStore) -> RunState:
+    """Load the run to resume, or explain why there is none."""
+    from trt._exceptions import StateError
+
+    try:
+        return store.load()
+    except StateError as exc:
+        message = f"--resume: {exc}"
+        raise StateError(message) from None
+
+
+def run(options: Options) -> int:
+    """Run a task file, write state and reports, print a summary on stderr."""
+    from trt._loader import load_task_file
+
+    # Validate before importing trio: a bad file fails fast.
+    assert options.file is not None  # the parser requires FILE for run
+    graph = load_task_file(options.file)
+    _check_reports_dir(options.reports_dir)
+    _refuse_overwrite(
+        options.log_events, options.file, options.reports_dir, options.state_dir
+    )
+
+    from trt._state import StateStore
+
+    # The lock is held for the whole run: two runs in one state folder
+    # would overwrite each other's state.
+    with StateStore(options.state_dir) as store:
+        previous = _load_previous(store) if options.resume else None
+        return _run_and_report(options, graph, store, previous)
+
+
+def _run_and_report(
+    options: Options,
+    graph: TaskGraph,
+    store: StateStore,
+    previous: RunState | None,
+) -> int:
+    import trio
+
+    from trt._runtime import Runtime
+
+    runtime = Runtime(
+        graph, _run_options(options, previous), store=store, previous=previous
+    )
     log = _open_event_log(options.log_events)
     if log is not None:
         runtime.events.on("*", log)
-    stopped_by: list[int] = []
+    stop = _Stop()
     try:
-        result = trio.run(_run_with_signals, runtime, options.progress, stopped_by)
+        result = trio.run(
+            _run_with_signals, runtime, options.progress, options.shutdown, stop
+        )
     finally:
         if log is not None:
             log.close()
+    if result is None:
+        return _forced_exit(options, runtime, stop)
+    code, problems, report = _write_reports(options, result, runtime)
+    if log is not None and log.failure is not None:
+        problems.append(log.failure)
+        code = _exit_codes.RUN_FAILED
+    if stop.signals:
+        shutdown = _write_shutdown(options, runtime, stop, result, code)
+        if shutdown is not None:
+            problems.append(shutdown)
+            code = _exit_codes.RUN_FAILED
+    _print_summary(result, report)
+    for problem in problems:
+        err(f"trt: error: {problem}\n")
+    if stop.signals:
+        import signal
+
+        name = signal.Signals(stop.signals[0]).name
+        how = (
+            "running tasks were let finish"
+            if options.shutdown == "drain"
+            else "running tasks were terminated"
+        )
+        err(
+            f"trt: stopped by {name} (--shutdown {options.shutdown}): {how}; "
+            f"resume with: trt run {printable(options.file or '')} --resume\n"
+        )
+    return code
+
+
+def _write_reports(
+    options: Options, result: RunResult, runtime: Runtime
+) -> tuple[int, list[str], str]:
+    """Write latest.json, the timeline and modes.json; return code, problems."""
+    from trt._report import update_modes, write_report
+    from trt._timeline import write_timeline
+
     # Every problem that changes the exit code is known before modes.json
     # records that code.
     code = _exit_codes.SUCCESS if result.ok else _exit_codes.RUN_FAILED
     problems: list[str] = []
     if runtime.output.failure is not None:
         problems.append(runtime.output.failure)
+    if runtime.state_failure is not None:
+        problems.append(runtime.state_failure)
     try:
         report: str = str(write_report(result, options.reports_dir))
         write_timeline(result, options.reports_dir)
@@ -251,21 +396,63 @@ def run(options: Options) -> int:
     else:
         if warning is not None:
             err(f"trt: warning: {warning}\n")
+    return code, problems, report
 
-    if log is not None and log.failure is not None:
-        problems.append(log.failure)
-        code = _exit_codes.RUN_FAILED
-    _print_summary(result, report)
-    for problem in problems:
+
+def _write_shutdown(
+    options: Options,
+    runtime: Runtime,
+    stop: _Stop,
+    result: RunResult | None,
+    code: int,
+) -> str | None:
+    """Write reports/shutdown.json; return a problem, or None if written."""
+    import os
+    from pathlib import Path
+
+    from trt._report import encode_json
+    from trt._shutdown import shutdown_report
+    from trt._util import write_atomic
+
+    info = runtime.shutdown_info
+    started_at = info.started_at if info is not None else stop.forced_at
+    report = shutdown_report(
+        signals=tuple(stop.signals),
+        mode=options.shutdown,
+        run_id=runtime.run_id,
+        run_status="interrupted" if result is None else result.status,
+        exit_code=code,
+        started_at=started_at,
+        ended_at=stop.forced_at if result is None else result.ended_at,
+        statuses=stop.statuses if result is None else runtime.task_statuses(),
+        state_saved=stop.state_saved if result is None else runtime.state_saved,
+        state_path=os.path.join(options.state_dir, "run.json"),
+    )
+    try:
+        write_atomic(Path(options.reports_dir, "shutdown.json"), encode_json(report))
+    except OSError as exc:
+        return f"cannot write shutdown.json: {exc.strerror or exc}"
+    return None
+
+
+def _forced_exit(options: Options, runtime: Runtime, stop: _Stop) -> int:
+    """Finish a run a second signal cut short: shutdown.json, one line."""
+    import signal
+
+    assert stop.forced is not None
+    problem = _write_shutdown(options, runtime, stop, None, stop.forced)
+    name = signal.Signals(stop.signals[-1]).name
+    saved = (
+        f"state saved in {options.state_dir}" if stop.state_saved else "state NOT saved"
+    )
+    err(
+        f"trt: second signal ({name}): stopped at once, every process group "
+        f"killed; {saved}; resume with: trt run {printable(options.file or '')} "
+        "--resume\n"
+    )
+    if problem is not None:
         err(f"trt: error: {problem}\n")
-    if stopped_by:
-        import signal
-
-        name = signal.Signals(stopped_by[0]).name
-        err(f"trt: stopped by {name}; running tasks were terminated\n")
-        interrupted = stopped_by[0] == signal.SIGINT
-        return _exit_codes.INTERRUPTED if interrupted else _exit_codes.TERMINATED
-    return code
+    return stop.forced
 
 
 def _print_summary(result: RunResult, report: str) -> None:
@@ -285,6 +472,12 @@ def _print_summary(result: RunResult, report: str) -> None:
         f"trt: {result.status}: {metrics.task_count} tasks, "
         f"{', '.join(counts)} in {seconds:.2f} s; report: {report}\n"
     )
+    if result.resumed_from is not None:
+        carried = len(result.carried_over_task_ids)
+        err(
+            f"  resumed run {result.resumed_from}: {carried} carried over, "
+            f"{metrics.task_count - carried} ran\n"
+        )
     if result.stop_reason is not None:
         # "stopped early" only when the settlement did stop something.
         how = "stopped early" if result.canceled_at is not None else "settled"

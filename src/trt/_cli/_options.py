@@ -24,14 +24,16 @@ trt - run a file of tasks with dependencies, limits and reports
 usage:
   trt run FILE [flags]     run a task file (also: trt FILE [flags])
   trt validate FILE        check a task file; print its task count and ids
+  trt status [--json]      show the saved run's status (also: trt run --status)
   trt schema               print the task file's JSON Schema
   trt --help               show this overview (trt run --help: run's flags)
   trt --version            print trt's version
 
 run flags:
 {run_flags}
-exit codes: 0 success, 1 run failed, 2 usage or task-file error,
-            70 internal error, 130 interrupted (Ctrl-C)
+exit codes: 0 success, 1 run failed or was stopped, 2 usage, task-file or
+            state error, 70 internal error, 130/143 a second SIGINT/SIGTERM
+            forced the exit
 """
 
 
@@ -48,7 +50,15 @@ class Options:
         self.reports_dir = "reports"
         self.log_events: str | None = None
         self.progress = False
+        self.state_dir = "state"
+        self.resume = False
+        self.shutdown = "cancel"
+        self.status = False
+        self.json = False
         self.debug = False
+        # The dests of flags given on the command line, so that --resume
+        # can tell a chosen value from a default.
+        self.given: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Options({vars(self)!r})"
@@ -77,6 +87,9 @@ def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
 # The run modes, as trt._modes.MODES (a test keeps the two equal); spelled
 # out here so that parsing flags imports nothing.
 MODE_CHOICES = ("allSettled", "all", "race", "any")
+
+# As trt._shutdown.SHUTDOWN_MODES, for the same reason.
+SHUTDOWN_CHOICES = ("cancel", "drain")
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -135,6 +148,13 @@ class Flag:
 
 
 _DEBUG = Flag("--debug", "show a traceback for internal errors", dest="debug")
+_STATE_DIR = Flag(
+    "--state-dir",
+    "where the run's state is kept (default state)",
+    dest="state_dir",
+    metavar="DIR",
+)
+_JSON = Flag("--json", "with --status: print the status as JSON", dest="json")
 
 FLAGS: dict[str, tuple[Flag, ...]] = {
     "run": (
@@ -191,8 +211,28 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
             dest="reports_dir",
             metavar="DIR",
         ),
+        Flag(
+            "--shutdown",
+            "on SIGINT/SIGTERM: cancel (default) or drain running tasks",
+            dest="shutdown",
+            metavar="MODE",
+            convert=_choice(SHUTDOWN_CHOICES),
+        ),
+        Flag(
+            "--resume",
+            "continue the saved run of FILE: keep its successes",
+            dest="resume",
+        ),
+        _STATE_DIR,
+        Flag(
+            "--status",
+            "show the saved run's status and exit (FILE optional)",
+            dest="status",
+        ),
+        _JSON,
         _DEBUG,
     ),
+    "status": (_STATE_DIR, _JSON, _DEBUG),
     "validate": (_DEBUG,),
     "schema": (_DEBUG,),
 }
@@ -207,6 +247,11 @@ SUMMARIES = {
         "Check FILE and print its task count and ids; exit 2 if it is invalid."
     ),
     "schema": "usage: trt schema\n\nPrint the JSON Schema of trt task files.",
+    "status": (
+        "usage: trt status [--json] [--state-dir DIR]\n\n"
+        "Show the saved run: its id, task file, status, times and counts per\n"
+        "task status. Starts nothing; exit 2 when there is no readable state."
+    ),
 }
 
 
@@ -321,6 +366,7 @@ def _parse_flags(command: str, args: list[str]) -> Options:
         if flag is None:
             message = f"unknown flag {name!r} for trt {command}"
             raise UsageError(message)
+        options.given.add(flag.dest)
         if flag.bare is not None and not has_inline:
             setattr(options, flag.dest, flag.bare)
             if position < len(args) and not args[position].startswith("-"):
@@ -348,10 +394,11 @@ def _parse_flags(command: str, args: list[str]) -> Options:
             message = f"{name}: {exc}"
             raise UsageError(message) from None
 
-    if command in TAKES_FILE:
+    if command in TAKES_FILE and not (command == "run" and options.status):
         if not positionals:
             message = f"trt {command}: missing FILE (the task file to read)"
             raise UsageError(message)
+    if command in TAKES_FILE and positionals:
         options.file = positionals.pop(0)
     if positionals:
         for index in extra_positions:

@@ -1,0 +1,416 @@
+"""A run's state on disk: a snapshot, a journal of changes, and a lock.
+
+Layout of the state folder::
+
+    run.json      the snapshot: the whole run at one moment. Replaced
+                  atomically (temp file, fsync, rename, fsync the folder).
+    run.journal   one JSON line per change since some snapshot, each with
+                  a sequence number and the changed task's whole record.
+    lock          flock()ed by the process that owns the folder.
+
+Why a journal: rewriting the snapshot after each of N transitions costs
+O(N) bytes each time, O(N²) per run. Appending a task's record costs only
+that record. The snapshot is rewritten ("compacted") when the journal has
+grown as large as the snapshot, so the bytes written over a run stay within
+a small constant factor of the final snapshot's size.
+
+Why a crash at any instant is safe:
+
+- A journal line is appended and then fsynced. A torn last line is not
+  valid JSON, and :meth:`StateStore.load` stops reading there.
+- Compaction renames a new snapshot into place and only then empties the
+  journal. The snapshot records the last sequence number it includes, so
+  if trt dies between the two steps, ``load`` skips the journal lines the
+  snapshot already holds.
+- One lock serializes every write, and a snapshot older than the last one
+  written is dropped, so a late background write cannot undo a newer one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, final
+
+import msgspec
+
+from trt._events import Event
+from trt._exceptions import StateError
+from trt._report import encode_json
+from trt._results import AttemptResult, RunOptions, ShutdownInfo, TaskError
+from trt._util import write_atomic
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from trt._model import Task
+
+# Bumped when the layout changes in a way older trt versions cannot read.
+STATE_VERSION: Final = 1
+
+# Compact no earlier than this: below it, rewriting the snapshot is cheaper
+# than the bookkeeping of a long journal, and tiny runs never compact.
+MIN_COMPACT_BYTES: Final = 64 * 1024
+
+SNAPSHOT_NAME: Final = "run.json"
+JOURNAL_NAME: Final = "run.journal"
+LOCK_NAME: Final = "lock"
+
+
+class StateStruct(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    """Base of the state file's structs: camelCase, like the reports."""
+
+
+class RunningAttempt(StateStruct, frozen=True, kw_only=True):
+    """The attempt a task was in the middle of when the state was saved."""
+
+    attempt: int
+    started_at: str
+
+
+class TaskRecord(StateStruct, frozen=True, kw_only=True):
+    """One task as saved: its status, history and definition hash.
+
+    ``running`` is set while an attempt runs; a resume turns it into an
+    ``interrupted`` attempt. ``carried_over`` marks a success kept from an
+    earlier run rather than earned in this one.
+    """
+
+    status: str
+    definition_hash: str
+    attempts: tuple[AttemptResult, ...] = ()
+    running: RunningAttempt | None = None
+    queued_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    error: TaskError | None = None
+    blocked_by: str | None = None
+    blocked_root: str | None = None
+    stop_reason: str | None = None
+    carried_over: bool = False
+
+
+class RunState(StateStruct, frozen=True, kw_only=True):
+    """The whole of ``state/run.json``.
+
+    ``status`` is ``running`` while trt works, then the run's final status,
+    or ``interrupted`` when a forced exit saved it mid-run. ``seq`` is the
+    last journal sequence number the snapshot includes. ``events`` are the
+    latest lifecycle events as of this snapshot (the full stream is what
+    ``--log-events`` is for); ``event_count`` counts them all.
+    """
+
+    version: int = STATE_VERSION
+    run_id: str
+    task_file: str
+    task_file_path: str
+    pid: int
+    started_at: str
+    updated_at: str
+    status: str
+    options: RunOptions
+    seq: int = 0
+    resumed_from: str | None = None
+    shutdown: ShutdownInfo | None = None
+    tasks_by_id: dict[str, TaskRecord]
+    events: tuple[Event, ...] = ()
+    event_count: int = 0
+
+
+class JournalRecord(StateStruct, frozen=True, kw_only=True, omit_defaults=True):
+    """One journal line: a task's new record, or a change of the run."""
+
+    seq: int
+    at: str
+    id: str | None = None
+    task: TaskRecord | None = None
+    status: str | None = None
+    shutdown: ShutdownInfo | None = None
+
+
+def definition_hash(task: Task) -> str:
+    """Return a short hash of what the task does, for --resume to compare.
+
+    It covers what changes the work: the command or function, timeouts,
+    retries and dependencies. Not the file position or ``metadata``, which
+    change no result, and not the contents of a script or module the task
+    names, which trt cannot know the extent of.
+    """
+    import hashlib
+
+    fields: dict[str, Any] = {
+        name: getattr(task, name)
+        for name in task.__struct_fields__
+        if name not in ("index", "metadata")
+    }
+    fields["kind"] = task.kind
+    fields["depends_on"] = sorted(task.depends_on)
+    if "env" in fields:
+        fields["env"] = dict(sorted(fields["env"].items()))
+    retries = task.retries
+    fields["retries"] = [
+        retries.max_attempts,
+        retries.backoff_ms,
+        retries.factor,
+        sorted(retries.retry_on),
+    ]
+    data = msgspec.json.encode(dict(sorted(fields.items())))
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@final
+class StateStore:
+    """Saves and loads one run's state in a folder, safely across crashes.
+
+    Use it as a context manager: entering takes the folder's lock, so two
+    trt processes can never write the same state at once.
+
+    Args:
+        directory: the state folder; created when entered.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / SNAPSHOT_NAME
+        self.journal_path = self.directory / JOURNAL_NAME
+        self._mutex = threading.Lock()
+        self._lock_fd: int | None = None
+        self._journal_fd: int | None = None
+        self._saved_seq = -1
+        self._closed = False
+        # Sizes that drive compaction, and the total for benchmarks.
+        self.snapshot_bytes = 0
+        self.journal_bytes = 0
+        self.bytes_written = 0
+
+    # -- ownership -------------------------------------------------------
+
+    def __enter__(self) -> StateStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Create the folder and take its lock.
+
+        Raises:
+            StateError: when the folder cannot be created or another trt
+                process holds the lock.
+        """
+        import fcntl
+
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(
+                self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666
+            )
+        except OSError as exc:
+            message = (
+                f"--state-dir: cannot use {str(self.directory)!r}: "
+                f"{exc.strerror or exc}"
+            )
+            raise StateError(message) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                message = f"cannot lock {self.directory / LOCK_NAME}: {exc.strerror}"
+                raise StateError(message) from None
+            who = f"trt process {holder}" if holder else "another trt process"
+            message = (
+                f"{str(self.directory)!r} is in use by {who}; wait for it to end "
+                "or give this run its own --state-dir"
+            )
+            raise StateError(message) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop writing and release the lock; later writes are dropped."""
+        with self._mutex:
+            self._closed = True
+            if self._journal_fd is not None:
+                os.close(self._journal_fd)
+                self._journal_fd = None
+        if self._lock_fd is not None:
+            # Closing the descriptor releases the flock.
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def holder(self) -> int | None:
+        """Return the pid of the process using the folder, or None if none.
+
+        0 stands for a holder that has not written its pid yet.
+        """
+        import fcntl
+
+        try:
+            fd = os.open(self.directory / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.pread(fd, 32, 0).strip()
+                return int(text) if text.isdigit() else 0
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    # -- writing ---------------------------------------------------------
+
+    def save(self, state: RunState, *, keep_journal: bool = True) -> bool:
+        """Replace the snapshot with ``state`` and empty the journal.
+
+        Returns False, writing nothing, when the store is closed or a
+        snapshot with a later ``seq`` was saved already. With
+        ``keep_journal=False`` the journal file is removed, as at the end
+        of a run, when the snapshot alone is the whole story.
+        """
+        data = encode_json(state)
+        with self._mutex:
+            if self._closed or state.seq < self._saved_seq:
+                return False
+            write_atomic(self.path, data)
+            self._saved_seq = state.seq
+            self.snapshot_bytes = len(data)
+            self.bytes_written += len(data)
+            # Only now that the snapshot is durable may the journal go;
+            # lines left by a crash in between have seq <= state.seq.
+            if keep_journal:
+                self._journal_fd = self._journal_fd or self._open_journal()
+                os.ftruncate(self._journal_fd, 0)
+            else:
+                if self._journal_fd is not None:
+                    os.close(self._journal_fd)
+                    self._journal_fd = None
+                self.journal_path.unlink(missing_ok=True)
+            self.journal_bytes = 0
+            return True
+
+    def append(self, records: Iterable[JournalRecord]) -> bool:
+        """Append ``records`` to the journal and fsync it.
+
+        Returns False, writing nothing, when the store is closed.
+        """
+        encode = msgspec.json.Encoder().encode
+        buffer = bytearray()
+        for record in records:
+            try:
+                buffer += encode(record)
+            except UnicodeEncodeError:
+                # Text that is not valid Unicode (an exception message with
+                # a lone surrogate) is kept, escaped, as in the reports.
+                buffer += encode_json(record)
+            buffer += b"\n"
+        with self._mutex:
+            if self._closed:
+                return False
+            if self._journal_fd is None:
+                self._journal_fd = self._open_journal()
+            view = memoryview(buffer)
+            while view:
+                written = os.write(self._journal_fd, view)
+                view = view[written:]
+            os.fdatasync(self._journal_fd)
+            self.journal_bytes += len(buffer)
+            self.bytes_written += len(buffer)
+            return True
+
+    def _open_journal(self) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(self.journal_path, flags, 0o666)
+        # The new name must survive a power cut as well as the lines do.
+        folder = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+        return fd
+
+    # -- reading ---------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Tell whether a snapshot exists in the folder."""
+        return self.path.exists()
+
+    def load(self) -> RunState:
+        """Return the saved run: the snapshot with the journal applied.
+
+        Every change whose journal write completed is included. A torn line
+        at the journal's end (trt died while appending) is ignored, and so
+        is anything after it.
+
+        Raises:
+            StateError: when there is no snapshot or it cannot be read.
+        """
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            message = f"no saved run: {str(self.path)!r} does not exist"
+            raise StateError(message) from None
+        except OSError as exc:
+            message = f"cannot read {str(self.path)!r}: {exc.strerror or exc}"
+            raise StateError(message) from None
+        try:
+            state = msgspec.json.decode(data, type=RunState)
+        except msgspec.DecodeError as exc:
+            message = f"{str(self.path)!r} is not a trt state file: {exc}"
+            raise StateError(message) from None
+        if state.version != STATE_VERSION:
+            message = (
+                f"{str(self.path)!r} has state version {state.version}; "
+                f"this trt reads version {STATE_VERSION}"
+            )
+            raise StateError(message)
+        return _replay(state, self._journal_records())
+
+    def _journal_records(self) -> list[JournalRecord]:
+        try:
+            data = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            message = f"cannot read {str(self.journal_path)!r}: {exc.strerror or exc}"
+            raise StateError(message) from None
+        decoder = msgspec.json.Decoder(JournalRecord)
+        records = []
+        for line in data.splitlines():
+            try:
+                records.append(decoder.decode(line))
+            except msgspec.DecodeError:
+                # A torn append: nothing after it was acknowledged either.
+                break
+        return records
+
+
+def _replay(state: RunState, records: Iterable[JournalRecord]) -> RunState:
+    """Apply journal ``records`` newer than the snapshot to ``state``."""
+    tasks = dict(state.tasks_by_id)
+    changes: dict[str, Any] = {}
+    seq = state.seq
+    for record in records:
+        if record.seq <= seq:
+            continue
+        seq = record.seq
+        changes["updated_at"] = record.at
+        if record.id is not None and record.task is not None:
+            if record.id in tasks:
+                tasks[record.id] = record.task
+        if record.status is not None:
+            changes["status"] = record.status
+        if record.shutdown is not None:
+            changes["shutdown"] = record.shutdown
+    if seq == state.seq:
+        return state
+    return msgspec.structs.replace(state, seq=seq, tasks_by_id=tasks, **changes)
