@@ -33,11 +33,13 @@ if TYPE_CHECKING:
         RunMetrics,
         RunOptions,
         RunResult,
+        ShutdownInfo,
         TaskError,
         TaskResult,
     )
     from trt._runtime import Runtime, run_graph
     from trt._spec import json_schema
+    from trt._state import RunState, StateStore, TaskRecord
 
 __version__ = "0.1.0"
 
@@ -56,13 +58,17 @@ _EXPORTS = {
     "RunMetrics": "trt._results",
     "RunOptions": "trt._results",
     "RunResult": "trt._results",
+    "RunState": "trt._state",
     "Runtime": "trt._runtime",
+    "ShutdownInfo": "trt._results",
     "StateError": "trt._exceptions",
+    "StateStore": "trt._state",
     "Task": "trt._model",
     "TaskContext": "trt._executor",
     "TaskError": "trt._results",
     "TaskFileError": "trt._exceptions",
     "TaskGraph": "trt._model",
+    "TaskRecord": "trt._state",
     "TaskResult": "trt._results",
     "TrtError": "trt._exceptions",
     "UsageError": "trt._exceptions",
@@ -90,13 +96,17 @@ __all__ = [
     "RunMetrics",
     "RunOptions",
     "RunResult",
+    "RunState",
     "Runtime",
+    "ShutdownInfo",
     "StateError",
+    "StateStore",
     "Task",
     "TaskContext",
     "TaskError",
     "TaskFileError",
     "TaskGraph",
+    "TaskRecord",
     "TaskResult",
     "TrtError",
     "UsageError",

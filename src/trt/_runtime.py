@@ -21,7 +21,6 @@ thread between checkpoints, so it needs no locks.
 from __future__ import annotations
 
 import contextlib
-import functools
 import heapq
 import math
 import os
@@ -29,7 +28,7 @@ import signal
 import uuid
 from collections import deque
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
 import trio
@@ -79,10 +78,6 @@ PENDING: Final = "pending"
 QUEUED: Final = "queued"
 RUNNING: Final = "running"
 WAITING_RETRY: Final = "waiting_retry"
-
-# Lifecycle events a state snapshot keeps: the latest ones, for a glance;
-# --log-events is the place for the whole stream.
-EVENTS_KEPT: Final = 100
 
 
 @final
@@ -197,8 +192,6 @@ class Runtime:
         self._shutdown: ShutdownInfo | None = None
         self.store = store
         self._writer: StateWriter | None = None
-        self._events_tail: deque[Event] = deque(maxlen=EVENTS_KEPT)
-        self._event_count = 0
         self._started_at = ""
         self._task_file_path = os.path.realpath(graph.source)
         self.state_saved = False
@@ -334,10 +327,15 @@ class Runtime:
 
     async def _begin_state(self, store: StateStore) -> None:
         """Save the whole run once before any task starts."""
-        self._writer = StateWriter(store, self._task_record, self._snapshot)
-        self.events.on("*", self._remember_event)
+        self._writer = writer = StateWriter(
+            store,
+            tuple(self._states),
+            self._task_record,
+            self._header,
+            lambda: (trio.current_time() - self._started_clock) * 1000,
+        )
         try:
-            await trio.to_thread.run_sync(store.save, self._snapshot(0))
+            await trio.to_thread.run_sync(writer.save_now, RUNNING)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             message = f"cannot save the run's state in {store.directory}: {reason}"
@@ -347,14 +345,7 @@ class Runtime:
         # Shielded: a run that finished must say so on disk even when the
         # caller is already being canceled.
         with trio.CancelScope(shield=True):
-            if writer.failure is not None:
-                return
-            snapshot = self._snapshot(writer.next_seq(), status)
-            save = functools.partial(writer.store.save, snapshot, keep_journal=False)
-            try:
-                self.state_saved = await trio.to_thread.run_sync(save)
-            except OSError as exc:
-                writer.fail(exc)
+            self.state_saved = await writer.finish(status)
 
     @property
     def state_failure(self) -> str | None:
@@ -371,17 +362,13 @@ class Runtime:
         if self._writer is None or self.store is None:
             return False
         try:
-            saved = self.store.save(self._snapshot(self._writer.next_seq(), status))
+            saved = self._writer.save_now(status)
         except OSError as exc:
             self._writer.fail(exc)
             return False
         self.store.close()
         self.state_saved = saved
         return saved
-
-    def _remember_event(self, event: Event) -> None:
-        self._events_tail.append(event)
-        self._event_count += 1
 
     def _changed(self, state: _TaskState) -> None:
         if self._writer is not None:
@@ -409,7 +396,13 @@ class Runtime:
             carried_over=state.carried_over,
         )
 
-    def _snapshot(self, seq: int, status: str = RUNNING) -> RunState:
+    def _header(
+        self,
+        status: str,
+        seq: int,
+        tasks: dict[str, Any],
+        events: tuple[Event, ...],
+    ) -> RunState:
         return RunState(
             version=STATE_VERSION,
             run_id=self.run_id,
@@ -423,9 +416,9 @@ class Runtime:
             seq=seq,
             resumed_from=self.resumed_from,
             shutdown=self._shutdown,
-            tasks_by_id={key: self._task_record(key) for key in self._states},
-            events=tuple(self._events_tail),
-            event_count=self._event_count,
+            tasks_by_id=tasks,
+            events=events,
+            event_count=seq,
         )
 
     async def _dispatch(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
@@ -564,7 +557,7 @@ class Runtime:
             state.queued_at = utc_now()
             state.queued_clock = trio.current_time()
         heapq.heappush(self._ready, (state.task.index, state))
-        self._changed(state)
+        # Not saved: a resume runs a queued task just as a pending one.
         self._emit("task:queued", task_id=state.task.id, status=QUEUED)
         self._queue_length_max = max(self._queue_length_max, len(self._ready))
         self._lot.unpark()

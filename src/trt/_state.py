@@ -29,10 +29,12 @@ Why a crash at any instant is safe:
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 import msgspec
 
@@ -45,7 +47,7 @@ from trt._util import write_atomic
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from trt._model import Task
+    from trt._model import RetryPolicy, Task
 
 # Bumped when the layout changes in a way older trt versions cannot read.
 STATE_VERSION: Final = 1
@@ -59,10 +61,13 @@ JOURNAL_NAME: Final = "run.journal"
 LOCK_NAME: Final = "lock"
 
 
-class StateStruct(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+class StateStruct(
+    msgspec.Struct, kw_only=True, frozen=True, rename="camel", omit_defaults=True
+):
     """Base of the state file's structs: camelCase, like the reports."""
 
 
+@final
 class RunningAttempt(StateStruct, frozen=True, kw_only=True):
     """The attempt a task was in the middle of when the state was saved."""
 
@@ -70,6 +75,7 @@ class RunningAttempt(StateStruct, frozen=True, kw_only=True):
     started_at: str
 
 
+@final
 class TaskRecord(StateStruct, frozen=True, kw_only=True):
     """One task as saved: its status, history and definition hash.
 
@@ -92,14 +98,15 @@ class TaskRecord(StateStruct, frozen=True, kw_only=True):
     carried_over: bool = False
 
 
+@final
 class RunState(StateStruct, frozen=True, kw_only=True):
     """The whole of ``state/run.json``.
 
     ``status`` is ``running`` while trt works, then the run's final status,
     or ``interrupted`` when a forced exit saved it mid-run. ``seq`` is the
     last journal sequence number the snapshot includes. ``events`` are the
-    latest lifecycle events as of this snapshot (the full stream is what
-    ``--log-events`` is for); ``event_count`` counts them all.
+    latest saved transitions as of this snapshot (the full stream is what
+    ``--log-events`` is for); ``event_count`` counts every change saved.
     """
 
     version: int = STATE_VERSION
@@ -119,7 +126,8 @@ class RunState(StateStruct, frozen=True, kw_only=True):
     event_count: int = 0
 
 
-class JournalRecord(StateStruct, frozen=True, kw_only=True, omit_defaults=True):
+@final
+class JournalRecord(StateStruct, frozen=True, kw_only=True):
     """One journal line: a task's new record, or a change of the run."""
 
     seq: int
@@ -136,28 +144,38 @@ def definition_hash(task: Task) -> str:
     It covers what changes the work: the command or function, timeouts,
     retries and dependencies. Not the file position or ``metadata``, which
     change no result, and not the contents of a script or module the task
-    names, which trt cannot know the extent of.
+    names, which trt cannot know the extent of. Sets and mappings are
+    sorted first: their order varies between processes.
     """
-    import hashlib
-
-    fields: dict[str, Any] = {
-        name: getattr(task, name)
-        for name in task.__struct_fields__
-        if name not in ("index", "metadata")
-    }
-    fields["kind"] = task.kind
-    fields["depends_on"] = sorted(task.depends_on)
-    if "env" in fields:
-        fields["env"] = dict(sorted(fields["env"].items()))
     retries = task.retries
-    fields["retries"] = [
-        retries.max_attempts,
-        retries.backoff_ms,
-        retries.factor,
-        sorted(retries.retry_on),
-    ]
-    data = msgspec.json.encode(dict(sorted(fields.items())))
-    return hashlib.sha256(data).hexdigest()[:16]
+    normalized = msgspec.structs.replace(
+        task,
+        index=0,
+        metadata={},
+        depends_on=tuple(sorted(task.depends_on)),
+        retries=cast(
+            "RetryPolicy",
+            (
+                retries.max_attempts,
+                retries.backoff_ms,
+                retries.factor,
+                sorted(retries.retry_on),
+            ),
+        ),
+    )
+    data = _HASH_ENCODER.encode((task.kind, normalized))
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _sorted_mapping(value: object) -> object:
+    # msgspec cannot encode a MappingProxyType (a task's env) by itself.
+    if isinstance(value, Mapping):
+        return dict(sorted(value.items()))
+    message = f"cannot hash a value of type {type(value).__name__}"
+    raise TypeError(message)
+
+
+_HASH_ENCODER: Final = msgspec.json.Encoder(enc_hook=_sorted_mapping)
 
 
 @final
@@ -276,19 +294,30 @@ class StateStore:
         snapshot with a later ``seq`` was saved already. With
         ``keep_journal=False`` the journal file is removed, as at the end
         of a run, when the snapshot alone is the whole story.
+
+        Raises:
+            OSError: when the snapshot cannot be written.
         """
-        data = encode_json(state)
+        return self.write_snapshot(encode_json(state), state.seq, keep_journal)
+
+    def write_snapshot(self, data: bytes, seq: int, keep_journal: bool = True) -> bool:
+        """Like :meth:`save`, for a snapshot already encoded, holding ``seq``.
+
+        Raises:
+            OSError: when the snapshot cannot be written.
+        """
         with self._mutex:
-            if self._closed or state.seq < self._saved_seq:
+            if self._closed or seq < self._saved_seq:
                 return False
             write_atomic(self.path, data)
-            self._saved_seq = state.seq
+            self._saved_seq = seq
             self.snapshot_bytes = len(data)
             self.bytes_written += len(data)
             # Only now that the snapshot is durable may the journal go;
-            # lines left by a crash in between have seq <= state.seq.
+            # lines left by a crash in between have seq <= the snapshot's.
             if keep_journal:
-                self._journal_fd = self._journal_fd or self._open_journal()
+                if self._journal_fd is None:
+                    self._journal_fd = self._open_journal()
                 os.ftruncate(self._journal_fd, 0)
             else:
                 if self._journal_fd is not None:
@@ -299,32 +328,35 @@ class StateStore:
             return True
 
     def append(self, records: Iterable[JournalRecord]) -> bool:
-        """Append ``records`` to the journal and fsync it.
+        """Append ``records`` to the journal and sync it.
 
         Returns False, writing nothing, when the store is closed.
+
+        Raises:
+            OSError: when the journal cannot be written.
         """
-        encode = msgspec.json.Encoder().encode
-        buffer = bytearray()
-        for record in records:
-            try:
-                buffer += encode(record)
-            except UnicodeEncodeError:
-                # Text that is not valid Unicode (an exception message with
-                # a lone surrogate) is kept, escaped, as in the reports.
-                buffer += encode_json(record)
-            buffer += b"\n"
+        lines = b"".join(encode_json(record) + b"\n" for record in records)
+        return self.append_lines(lines)
+
+    def append_lines(self, lines: bytes) -> bool:
+        """Like :meth:`append`, for records already encoded, one per line.
+
+        Raises:
+            OSError: when the journal cannot be written.
+        """
         with self._mutex:
             if self._closed:
                 return False
             if self._journal_fd is None:
                 self._journal_fd = self._open_journal()
-            view = memoryview(buffer)
+            view = memoryview(lines)
             while view:
                 written = os.write(self._journal_fd, view)
                 view = view[written:]
+            # Data only: the file's times need not survive a crash.
             os.fdatasync(self._journal_fd)
-            self.journal_bytes += len(buffer)
-            self.bytes_written += len(buffer)
+            self.journal_bytes += len(lines)
+            self.bytes_written += len(lines)
             return True
 
     def _open_journal(self) -> int:

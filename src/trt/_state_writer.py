@@ -3,38 +3,66 @@
 Data flow::
 
     scheduler ── mark(task_id) ──> dirty set ──> writer task (one per run)
-    (a dict insert; never             │   builds each dirty task's record,
-     waits, never does I/O)           v   then in a worker thread:
-                                 StateStore.append(records)  + fsync
-                                 StateStore.save(snapshot)   when the journal
+    (a dict insert; never             │   encodes each dirty task's record
+     waits, never does I/O)           v   once, then in a worker thread:
+                                 StateStore.append_lines()  + fdatasync
+                                 StateStore.write_snapshot() when the journal
                                                              outgrows it
 
-Writes are coalesced: while one batch is being written and fsynced, the
-next one collects, so a fast run writes few large batches and a slow one
-writes each transition almost at once. A task that changes twice within one
-batch is written once, with its latest record, which holds every attempt
-so far: no attempt is ever lost, only intermediate statuses that a newer
-one supersedes. A change counts as saved once the fsync of its batch
-returned; that is the moment :meth:`StateStore.load` is sure to see it.
+Writes are coalesced: while one batch is being written and synced, the next
+one collects, so a fast run writes few large batches and a slow one writes
+each transition almost at once. A task that changes twice within one batch
+is written once, with its latest record, which holds every attempt so far:
+no attempt is ever lost, only intermediate statuses that a newer one
+supersedes. A change counts as saved once the sync of its batch returned;
+that is the moment :meth:`StateStore.load` is sure to see it.
+
+Each task's record is encoded once per change and the bytes are kept, so a
+compaction splices the kept bytes (``msgspec.Raw``) instead of building and
+encoding every record again: compacting costs a copy, not a rebuild.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, final
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final, final
 
+import msgspec
 import trio
 
+from trt._events import Event
+from trt._report import encode_json
 from trt._state import MIN_COMPACT_BYTES, JournalRecord
 from trt._util import utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
+    from trt._events import EventType
     from trt._results import ShutdownInfo
     from trt._state import RunState, StateStore, TaskRecord
 
 logger = logging.getLogger("trt")
+
+# Transitions a snapshot lists in ``events``: the latest ones, for a glance
+# at what was happening; --log-events is the place for the whole stream.
+EVENTS_KEPT: Final = 100
+
+# Compact when the journal is this many times the snapshot's size. Each
+# compaction then at least doubles what the next one may write, so all the
+# snapshots of a run add up to a small multiple of the last one: the bytes
+# written grow linearly with the run, and load() reads at most this much
+# journal per byte of snapshot.
+COMPACT_RATIO: Final = 2
+
+# The event type a saved transition is listed as.
+_EVENT_FOR_STATUS: Final[dict[str, EventType]] = {
+    "pending": "task:queued",
+    "queued": "task:queued",
+    "running": "task:start",
+    "waiting_retry": "task:retry",
+}
 
 
 @final
@@ -43,34 +71,38 @@ class StateWriter:
 
     Args:
         store: an open store.
+        task_ids: every task id, in file order.
         record: builds the current record of a task, by id.
-        snapshot: builds a snapshot of the whole run including journal
-            sequence number ``seq``.
+        header: builds the run's snapshot for a status and sequence number,
+            given the tasks (as encoded records) and the latest events.
+        clock: milliseconds since the run started.
     """
 
     def __init__(
         self,
         store: StateStore,
+        task_ids: Sequence[str],
         record: Callable[[str], TaskRecord],
-        snapshot: Callable[[int], RunState],
+        header: Callable[[str, int, dict[str, Any], tuple[Event, ...]], RunState],
+        clock: Callable[[], float],
     ) -> None:
         self.store = store
+        self._ids = task_ids
         self._record = record
-        self._snapshot = snapshot
+        self._header = header
+        self._clock = clock
+        self._encode = msgspec.json.Encoder().encode
+        # Each task's latest record, encoded; reused by every snapshot.
+        self._encoded: dict[str, bytes] = {}
         # Insertion-ordered, so a batch keeps the order of the changes.
         self._dirty: dict[str, None] = {}
-        self._run_status: str | None = None
         self._shutdown: ShutdownInfo | None = None
+        self._events: deque[Event] = deque(maxlen=EVENTS_KEPT)
         self._seq = 0
         self._lot = trio.lowlevel.ParkingLot()
         self._closing = False
         # Why saving stopped, when it did; the run goes on without it.
         self.failure: str | None = None
-
-    @property
-    def seq(self) -> int:
-        """Return the sequence number of the last change handed out."""
-        return self._seq
 
     def mark(self, task_id: str) -> None:
         """Note that a task changed; it is written with the next batch."""
@@ -89,41 +121,109 @@ class StateWriter:
 
     async def run(self) -> None:
         """Write batches until closed; stop for good if a write fails."""
+        store = self.store
         while True:
             while not self._dirty and self._shutdown is None:
                 if self._closing or self.failure is not None:
                     return
                 await self._lot.park()
-            records = self._take_batch()
+            lines = self._take_batch()
             try:
-                await trio.to_thread.run_sync(self.store.append, records)
-                if self.store.journal_bytes > max(
-                    self.store.snapshot_bytes, MIN_COMPACT_BYTES
-                ):
-                    snapshot = self._snapshot(self._seq)
-                    await trio.to_thread.run_sync(self.store.save, snapshot)
+                await trio.to_thread.run_sync(store.append_lines, lines)
+                limit = max(COMPACT_RATIO * store.snapshot_bytes, MIN_COMPACT_BYTES)
+                if store.journal_bytes > limit:
+                    data, seq = self.snapshot("running")
+                    await trio.to_thread.run_sync(store.write_snapshot, data, seq)
             except OSError as exc:
                 self.fail(exc)
                 return
 
-    def _take_batch(self) -> list[JournalRecord]:
+    def _take_batch(self) -> bytes:
         at = utc_now()
-        records = []
+        lines = bytearray()
         if self._shutdown is not None:
             self._seq += 1
-            records.append(JournalRecord(seq=self._seq, at=at, shutdown=self._shutdown))
+            record = JournalRecord(seq=self._seq, at=at, shutdown=self._shutdown)
+            lines += self._encode(record) + b"\n"
             self._shutdown = None
         dirty, self._dirty = self._dirty, {}
+        # The lines JournalRecord would encode to, framed by hand: this is
+        # the one loop that runs once per change of every task.
+        prefix = b'{"seq":%d,"at":"' + at.encode() + b'","id":'
         for task_id in dirty:
             self._seq += 1
-            task = self._record(task_id)
-            records.append(JournalRecord(seq=self._seq, at=at, id=task_id, task=task))
-        return records
+            lines += prefix % self._seq
+            lines += self._encode(task_id)
+            lines += b',"task":'
+            lines += self._encode_task(task_id)
+            lines += b"}\n"
+        # Only the last few become events: building one per change would
+        # cost more than the change's own record.
+        elapsed = self._clock()
+        for task_id in list(dirty)[-EVENTS_KEPT:]:
+            self._events.append(self._event(task_id, at, elapsed))
+        return bytes(lines)
 
-    def next_seq(self) -> int:
-        """Hand out a sequence number for a snapshot saved outside run()."""
+    def _encode_task(self, task_id: str) -> bytes:
+        record = self._record(task_id)
+        try:
+            data = self._encode(record)
+        except UnicodeEncodeError:
+            # Text that is not valid Unicode (an exception message with a
+            # lone surrogate) is kept, escaped, as in the reports.
+            data = encode_json(record)
+        self._encoded[task_id] = data
+        return data
+
+    def _event(self, task_id: str, at: str, elapsed: float) -> Event:
+        record = self._record(task_id)
+        attempt = len(record.attempts) + (record.running is not None)
+        return Event(
+            type=_EVENT_FOR_STATUS.get(record.status, "task:finish"),
+            timestamp=at,
+            elapsed_ms=round(elapsed, 3),
+            task_id=task_id,
+            status=record.status,
+            attempt=attempt or None,
+        )
+
+    def snapshot(self, status: str) -> tuple[bytes, int]:
+        """Return the whole run, encoded, and the sequence number it holds.
+
+        Tasks changed since their last write are encoded afresh (and stay
+        due for the journal); the others reuse their kept bytes.
+        """
         self._seq += 1
-        return self._seq
+        tasks: dict[str, Any] = {}
+        for task_id in self._ids:
+            data = self._encoded.get(task_id)
+            if data is None or task_id in self._dirty:
+                data = self._encode_task(task_id)
+            tasks[task_id] = msgspec.Raw(data)
+        state = self._header(status, self._seq, tasks, tuple(self._events))
+        return self._encode(state), self._seq
+
+    def save_now(self, status: str) -> bool:
+        """Write a snapshot at once, blocking; for the start and a forced exit.
+
+        Raises:
+            OSError: when the snapshot cannot be written.
+        """
+        data, seq = self.snapshot(status)
+        return self.store.write_snapshot(data, seq)
+
+    async def finish(self, status: str) -> bool:
+        """Write the final snapshot and drop the journal; say if it was written."""
+        if self.failure is not None:
+            return False
+        data, seq = self.snapshot(status)
+        try:
+            return await trio.to_thread.run_sync(
+                self.store.write_snapshot, data, seq, False
+            )
+        except OSError as exc:
+            self.fail(exc)
+            return False
 
     def fail(self, exc: OSError) -> None:
         """Stop saving after ``exc``; the run goes on and reports it."""

@@ -1,0 +1,403 @@
+"""The state store: atomic snapshots, the journal, the lock, and a run's use.
+
+Store tests work on files directly; run tests use the scripted executor,
+with real time where the writer's worker thread must get a turn.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+import trt
+from tests.conftest import ScriptedExecutor, WriteTasks, command
+from trt._state import JournalRecord, RunningAttempt
+
+
+def scripted(task_id: str, ms: int = 10, **fields: Any) -> dict[str, Any]:
+    metadata = {"ms": ms, **fields.pop("metadata", {})}
+    return command(task_id, "unused", metadata=metadata, **fields)
+
+
+def state_of(
+    task_ids: list[str], status: str = "running", seq: int = 0
+) -> trt.RunState:
+    return trt.RunState(
+        run_id="r1",
+        task_file="t.json",
+        task_file_path="/x/t.json",
+        pid=1,
+        started_at="2026-01-01T00:00:00.000+00:00",
+        updated_at="2026-01-01T00:00:00.000+00:00",
+        status=status,
+        options=trt.RunOptions(),
+        seq=seq,
+        tasks_by_id={
+            task_id: trt.TaskRecord(status="pending", definition_hash="h")
+            for task_id in task_ids
+        },
+    )
+
+
+def record(seq: int, task_id: str, status: str) -> JournalRecord:
+    return JournalRecord(
+        seq=seq,
+        at=f"2026-01-01T00:00:0{seq}.000+00:00",
+        id=task_id,
+        task=trt.TaskRecord(status=status, definition_hash="h"),
+    )
+
+
+class TestStore:
+    def test_load_applies_the_journal_in_order(self, tmp_path: Path) -> None:
+        with trt.StateStore(tmp_path) as store:
+            store.save(state_of(["a", "b"]))
+            store.append([record(1, "a", "running"), record(2, "b", "running")])
+            store.append([record(3, "a", "success")])
+
+            loaded = store.load()
+
+        assert loaded.tasks_by_id["a"].status == "success"
+        assert loaded.tasks_by_id["b"].status == "running"
+        assert loaded.seq == 3
+        assert loaded.updated_at == "2026-01-01T00:00:03.000+00:00"
+
+    def test_a_torn_last_line_is_ignored(self, tmp_path: Path) -> None:
+        with trt.StateStore(tmp_path) as store:
+            store.save(state_of(["a"]))
+            store.append([record(1, "a", "running")])
+        whole = msgspec.json.encode(record(2, "a", "success"))
+        with open(tmp_path / "run.journal", "ab") as journal:
+            journal.write(whole[: len(whole) // 2])
+
+        loaded = trt.StateStore(tmp_path).load()
+
+        assert loaded.tasks_by_id["a"].status == "running"
+
+    def test_lines_a_snapshot_already_holds_are_skipped(self, tmp_path: Path) -> None:
+        """A crash between compaction's rename and the journal's truncation."""
+        with trt.StateStore(tmp_path) as store:
+            store.save(state_of(["a"]))
+            store.append([record(1, "a", "running"), record(2, "a", "success")])
+            journal = (tmp_path / "run.journal").read_bytes()
+            newer = state_of(["a"], seq=2)
+            newer = msgspec.structs.replace(
+                newer,
+                tasks_by_id={
+                    "a": trt.TaskRecord(status="success", definition_hash="h")
+                },
+            )
+            store.save(newer)
+        (tmp_path / "run.journal").write_bytes(journal)
+
+        loaded = trt.StateStore(tmp_path).load()
+
+        assert loaded.tasks_by_id["a"].status == "success"
+        assert loaded.seq == 2
+
+    def test_an_older_snapshot_never_replaces_a_newer_one(self, tmp_path: Path) -> None:
+        with trt.StateStore(tmp_path) as store:
+            assert store.save(state_of(["a"], status="success", seq=5))
+
+            assert not store.save(state_of(["a"], status="running", seq=4))
+
+        assert trt.StateStore(tmp_path).load().status == "success"
+
+    def test_the_snapshot_is_replaced_whole(self, tmp_path: Path) -> None:
+        with trt.StateStore(tmp_path) as store:
+            store.save(state_of(["a"]))
+            store.save(state_of(["a", "b"], seq=1))
+
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+        data = json.loads((tmp_path / "run.json").read_text())
+        assert set(data["tasksById"]) == {"a", "b"}
+
+    def test_a_second_store_on_the_folder_is_refused(self, tmp_path: Path) -> None:
+        with trt.StateStore(tmp_path) as store:
+            import os
+
+            assert store.holder() == os.getpid()
+            with pytest.raises(
+                trt.StateError, match=rf"in use by trt process {os.getpid()}"
+            ):
+                trt.StateStore(tmp_path).open()
+
+        assert trt.StateStore(tmp_path).holder() is None
+        with trt.StateStore(tmp_path):
+            pass
+
+    def test_writes_after_close_are_dropped(self, tmp_path: Path) -> None:
+        store = trt.StateStore(tmp_path)
+        store.open()
+        store.save(state_of(["a"]))
+        store.close()
+
+        assert not store.append([record(1, "a", "success")])
+        assert not store.save(state_of(["a"], status="success", seq=9))
+        assert trt.StateStore(tmp_path).load().status == "running"
+
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [
+            (None, r"no saved run: '.*run\.json' does not exist"),
+            (b"{not json", r"is not a trt state file"),
+            (b'{"version": 1}', r"is not a trt state file: Object missing required"),
+        ],
+        ids=["missing", "garbage", "incomplete"],
+    )
+    def test_unreadable_state_is_a_state_error(
+        self, tmp_path: Path, content: bytes | None, message: str
+    ) -> None:
+        if content is not None:
+            (tmp_path / "run.json").write_bytes(content)
+
+        with pytest.raises(trt.StateError, match=message):
+            trt.StateStore(tmp_path).load()
+
+    def test_another_version_is_refused(self, tmp_path: Path) -> None:
+        data = msgspec.json.encode(msgspec.structs.replace(state_of(["a"]), version=99))
+        (tmp_path / "run.json").write_bytes(data)
+
+        with pytest.raises(trt.StateError, match="has state version 99"):
+            trt.StateStore(tmp_path).load()
+
+
+class TestDefinitionHash:
+    def test_same_work_same_hash_whatever_the_order_or_metadata(
+        self, write_tasks: WriteTasks
+    ) -> None:
+        from trt._state import definition_hash
+
+        first = trt.load_task_file(
+            write_tasks(
+                command("a", "true"),
+                command("b", "true"),
+                command(
+                    "c",
+                    "echo",
+                    "x",
+                    dependsOn=["a", "b"],
+                    env={"X": "1", "Y": "2"},
+                    retries={"maxAttempts": 2, "retryOn": ["timed_out", "failed"]},
+                ),
+                name="one.json",
+            )
+        )
+        second = trt.load_task_file(
+            write_tasks(
+                command(
+                    "c",
+                    "echo",
+                    "x",
+                    dependsOn=["b", "a"],
+                    env={"Y": "2", "X": "1"},
+                    retries={"maxAttempts": 2, "retryOn": ["failed", "timed_out"]},
+                    metadata={"note": "moved"},
+                ),
+                command("b", "true"),
+                command("a", "true"),
+                name="two.json",
+            )
+        )
+
+        assert definition_hash(first["c"]) == definition_hash(second["c"])
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"args": ["y"]},
+            {"timeoutMs": 5},
+            {"retries": {"maxAttempts": 3}},
+            {"env": {"X": "2"}},
+            {"dependsOn": []},
+        ],
+        ids=["args", "timeout", "retries", "env", "deps"],
+    )
+    def test_a_change_of_the_work_changes_the_hash(
+        self, write_tasks: WriteTasks, change: dict[str, Any]
+    ) -> None:
+        from trt._state import definition_hash
+
+        base: dict[str, Any] = {"env": {"X": "1"}, "dependsOn": ["a"]}
+        one = command("c", "echo", "x", **base)
+        two = {**one, **change}
+        a = command("a", "true")
+        first = trt.load_task_file(write_tasks(a, one, name="one.json"))
+        second = trt.load_task_file(write_tasks(a, two, name="two.json"))
+
+        assert definition_hash(first["c"]) != definition_hash(second["c"])
+
+
+async def run_with_store(
+    path: Path, store_dir: Path, *, concurrency: int = 1, previous: Any = None
+) -> trt.RunResult:
+    graph = trt.load_task_file(path)
+    with trt.StateStore(store_dir) as store:
+        runtime = trt.Runtime(
+            graph,
+            trt.RunOptions(concurrency=concurrency),
+            executor=ScriptedExecutor(),
+            store=store,
+            previous=previous,
+        )
+        return await runtime.run()
+
+
+class TestRunState:
+    async def test_a_finished_run_leaves_one_complete_snapshot(
+        self, write_tasks: WriteTasks, tmp_path: Path
+    ) -> None:
+        path = write_tasks(
+            scripted("ok"),
+            scripted(
+                "flaky",
+                metadata={"outcomes": ["failed", "success"]},
+                retries={"maxAttempts": 2},
+            ),
+            scripted("bad", metadata={"outcomes": ["failed"]}),
+            scripted("after", dependsOn=["bad"]),
+        )
+
+        result = await run_with_store(path, tmp_path / "state")
+
+        assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+            "lock",
+            "run.json",
+        ]
+        saved = json.loads((tmp_path / "state" / "run.json").read_text())
+        assert saved["runId"] == result.run_id
+        assert saved["status"] == "failed"
+        assert saved["taskFile"] == str(path)
+        assert saved["options"]["concurrency"] == 1
+        tasks = saved["tasksById"]
+        assert {key: task["status"] for key, task in tasks.items()} == {
+            "ok": "success",
+            "flaky": "success",
+            "bad": "failed",
+            "after": "blocked",
+        }
+        assert [a["status"] for a in tasks["flaky"]["attempts"]] == [
+            "failed",
+            "success",
+        ]
+        assert tasks["after"]["blockedBy"] == "bad"
+        assert tasks["bad"]["error"]["kind"] == "non_zero_exit"
+        assert saved["events"][-1]["taskId"] in tasks
+
+    async def test_every_transition_reaches_disk_while_the_run_runs(
+        self, write_tasks: WriteTasks, tmp_path: Path
+    ) -> None:
+        path = write_tasks(
+            scripted("quick", ms=1),
+            scripted("slow", ms=60_000),
+            scripted("waits", ms=1, dependsOn=["slow"]),
+        )
+        graph = trt.load_task_file(path)
+        store = trt.StateStore(tmp_path / "state")
+
+        async def saved_status(task_id: str, wanted: str) -> trt.RunState:
+            # The writer's thread needs real time; poll the file as a user
+            # running `trt status` would.
+            with trio.fail_after(10):
+                while True:
+                    await trio.sleep(0.01)
+                    try:
+                        state = trt.StateStore(tmp_path / "state").load()
+                    except trt.StateError:
+                        continue  # not even the first snapshot yet
+                    if state.tasks_by_id[task_id].status == wanted:
+                        return state
+
+        with store:
+            runtime = trt.Runtime(
+                graph,
+                trt.RunOptions(concurrency=2),
+                executor=ScriptedExecutor(),
+                store=store,
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(runtime.run)
+                state = await saved_status("quick", "success")
+                state = await saved_status("slow", "running")
+                running = state.tasks_by_id["slow"].running
+                assert running is not None
+                assert running.attempt == 1
+                assert state.tasks_by_id["waits"].status == "pending"
+                assert state.status == "running"
+                runtime.cancel("test over")
+
+        final = trt.StateStore(tmp_path / "state").load()
+        assert final.status == "canceled"
+        assert final.tasks_by_id["slow"].status == "canceled"
+        assert final.tasks_by_id["slow"].running is None
+
+    async def test_bytes_written_grow_linearly(
+        self, write_tasks: WriteTasks, tmp_path: Path
+    ) -> None:
+        written = {}
+        for count in (200, 2000):
+            path = write_tasks(
+                *[scripted(f"t{i:05d}", ms=0) for i in range(count)],
+                name=f"n{count}.json",
+            )
+            graph = trt.load_task_file(path)
+            with trt.StateStore(tmp_path / f"s{count}") as store:
+                runtime = trt.Runtime(
+                    graph,
+                    trt.RunOptions(concurrency=16),
+                    executor=ScriptedExecutor(),
+                    store=store,
+                )
+                await runtime.run()
+                written[count] = store.bytes_written
+
+        # Ten times the tasks: about ten times the bytes, far from the
+        # hundred times that rewriting the snapshot per change would cost.
+        assert 7 < written[2000] / written[200] < 14
+
+    async def test_a_failing_disk_stops_saving_but_not_the_run(
+        self, write_tasks: WriteTasks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write_tasks(*[scripted(f"t{i}", ms=5) for i in range(5)])
+        graph = trt.load_task_file(path)
+        calls = []
+
+        def full(self: trt.StateStore, lines: bytes) -> bool:
+            calls.append(lines)
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(trt.StateStore, "append_lines", full)
+        with trt.StateStore(tmp_path / "state") as store:
+            runtime = trt.Runtime(graph, executor=ScriptedExecutor(), store=store)
+            result = await runtime.run()
+
+        assert result.ok
+        assert len(calls) == 1
+        assert runtime.state_failure == (
+            f"cannot save the run's state in {tmp_path / 'state'}: "
+            "No space left on device"
+        )
+        assert not runtime.state_saved
+
+
+def test_running_attempt_round_trips() -> None:
+    data = msgspec.json.encode(
+        trt.TaskRecord(
+            status="running",
+            definition_hash="h",
+            running=RunningAttempt(
+                attempt=2, started_at="2026-01-01T00:00:00.000+00:00"
+            ),
+        )
+    )
+
+    assert json.loads(data) == {
+        "status": "running",
+        "definitionHash": "h",
+        "running": {"attempt": 2, "startedAt": "2026-01-01T00:00:00.000+00:00"},
+    }
