@@ -7,6 +7,9 @@ with real time where the writer's worker thread must get a turn.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import pytest
 import trio
 
 import trt
-from tests.conftest import ScriptedExecutor, WriteTasks, command
+from tests.conftest import ScriptedExecutor, WriteTasks, cli_cwd, command, run_cli
 from trt._state import JournalRecord, RunningAttempt
 
 
@@ -401,3 +404,88 @@ def test_running_attempt_round_trips() -> None:
         "definitionHash": "h",
         "running": {"attempt": 2, "startedAt": "2026-01-01T00:00:00.000+00:00"},
     }
+
+
+class TestStatusCommand:
+    def test_without_state_it_says_so_and_exits_2(self) -> None:
+        done = run_cli("status")
+
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert done.stderr == (
+            "trt: error: no saved run: 'state/run.json' does not exist "
+            "(trt keeps a run's state there; see --state-dir)\n"
+        )
+
+    def test_unreadable_state_exits_2(self) -> None:
+        (cli_cwd() / "state").mkdir()
+        (cli_cwd() / "state" / "run.json").write_text("{torn")
+
+        done = run_cli("run", "--status")
+
+        assert done.returncode == 2
+        assert "is not a trt state file" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_after_a_run_it_shows_the_run_and_its_counts(
+        self, write_tasks: WriteTasks
+    ) -> None:
+        path = write_tasks(
+            command("ok", "true"),
+            command("bad", "false"),
+            command("x", "true", dependsOn=["bad"]),
+        )
+        ran = run_cli("run", str(path), "--state-dir", "elsewhere")
+
+        text = run_cli("status", "--state-dir", "elsewhere")
+        data = run_cli("run", "--status", "--json", "--state-dir", "elsewhere")
+
+        assert text.returncode == data.returncode == 0
+        summary = json.loads(data.stdout)
+        assert summary["taskFile"] == str(path)
+        assert summary["status"] == summary["savedStatus"] == "failed"
+        assert not summary["live"]
+        assert summary["counts"] == {"success": 1, "failed": 1, "blocked": 1}
+        assert summary["taskCount"] == 3
+        assert f"run:       {summary['runId']}\n" in text.stdout
+        assert "status:    failed\n" in text.stdout
+        assert "tasks:     3: 1 success, 1 failed, 1 blocked\n" in text.stdout
+        assert text.stdout.endswith(
+            f"resume:    trt run {path} --resume --state-dir elsewhere\n"
+        )
+        assert ran.returncode == 1
+
+    def test_a_run_holding_the_folder_is_shown_live(
+        self, write_tasks: WriteTasks
+    ) -> None:
+        path = write_tasks(command("slow", "sleep", "30"))
+        state = cli_cwd() / "state"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trt", "run", str(path)],
+            cwd=cli_cwd(),
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            summary: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                done = run_cli("status", "--json")
+                if done.returncode == 0:
+                    summary = json.loads(done.stdout)
+                    if summary["counts"].get("running"):
+                        break
+                time.sleep(0.05)
+            second = run_cli("run", str(path))
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+        assert summary["live"]
+        assert summary["status"] == "running"
+        assert summary["pid"] == process.pid
+        assert second.returncode == 2
+        assert second.stderr == (
+            f"trt: error: 'state' is in use by trt process {process.pid}; wait "
+            "for it to end or give this run its own --state-dir\n"
+        )
+        assert (state / "run.json").exists()

@@ -232,7 +232,11 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
         _JSON,
         _DEBUG,
     ),
-    "status": (_STATE_DIR, _JSON, _DEBUG),
+    "status": (
+        _STATE_DIR,
+        Flag("--json", "print the status as one JSON object", dest="json"),
+        _DEBUG,
+    ),
     "validate": (_DEBUG,),
     "schema": (_DEBUG,),
 }

@@ -28,10 +28,15 @@ STATUS_ORDER = (
 
 def status(options: Options) -> int:
     """Print the saved run's status; exit 2 when there is none to read."""
+    from trt._exceptions import StateError
     from trt._state import StateStore
 
     store = StateStore(options.state_dir)
-    state = store.load()
+    try:
+        state = store.load()
+    except StateError as exc:
+        message = f"{exc} (trt keeps a run's state there; see --state-dir)"
+        raise StateError(message) from None
     holder = store.holder()
     summary = describe(state, holder)
     if options.json:
@@ -39,7 +44,7 @@ def status(options: Options) -> int:
 
         out(msgspec.json.encode(summary).decode() + "\n")
     else:
-        out(render(summary))
+        out(render(summary, options.state_dir))
     return _exit_codes.SUCCESS
 
 
@@ -84,7 +89,7 @@ def describe(state: RunState, holder: int | None) -> dict[str, Any]:
     }
 
 
-def render(summary: dict[str, Any]) -> str:
+def render(summary: dict[str, Any], state_dir: str = "state") -> str:
     """Return the plain-text form of :func:`describe`'s summary."""
     status = summary["status"]
     if summary["live"]:
@@ -112,5 +117,8 @@ def render(summary: dict[str, Any]) -> str:
             f"mode {shutdown['mode']}"
         )
     if not summary["live"] and summary["status"] != "success":
-        lines.append(f"resume:    trt run {printable(summary['taskFile'])} --resume")
+        command = f"trt run {printable(summary['taskFile'])} --resume"
+        if state_dir != "state":
+            command += f" --state-dir {printable(state_dir)}"
+        lines.append(f"resume:    {command}")
     return "\n".join(lines) + "\n"
