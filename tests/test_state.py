@@ -40,6 +40,7 @@ def state_of(
         status=status,
         options=trt.RunOptions(),
         seq=seq,
+        journal="r1.journal" if status == "running" else None,
         tasks_by_id={
             task_id: trt.TaskRecord(status="pending", definition_hash="h")
             for task_id in task_ids
@@ -75,7 +76,7 @@ class TestStore:
             store.save(state_of(["a"]))
             store.append([record(1, "a", "running")])
         whole = msgspec.json.encode(record(2, "a", "success"))
-        with open(tmp_path / "run.journal", "ab") as journal:
+        with open(tmp_path / "r1.journal", "ab") as journal:
             journal.write(whole[: len(whole) // 2])
 
         loaded = trt.StateStore(tmp_path).load()
@@ -87,7 +88,7 @@ class TestStore:
         with trt.StateStore(tmp_path) as store:
             store.save(state_of(["a"]))
             store.append([record(1, "a", "running"), record(2, "a", "success")])
-            journal = (tmp_path / "run.journal").read_bytes()
+            journal = (tmp_path / "r1.journal").read_bytes()
             newer = state_of(["a"], seq=2)
             newer = msgspec.structs.replace(
                 newer,
@@ -96,12 +97,33 @@ class TestStore:
                 },
             )
             store.save(newer)
-        (tmp_path / "run.journal").write_bytes(journal)
+        (tmp_path / "r1.journal").write_bytes(journal)
 
         loaded = trt.StateStore(tmp_path).load()
 
         assert loaded.tasks_by_id["a"].status == "success"
         assert loaded.seq == 2
+
+    def test_another_runs_journal_is_never_applied(self, tmp_path: Path) -> None:
+        """A journal a crashed run left behind belongs to that run only."""
+        with trt.StateStore(tmp_path) as store:
+            store.save(state_of(["a"]))
+            store.append([record(5, "a", "success")])
+        (tmp_path / "r1.journal").rename(tmp_path / "old.journal")
+
+        with trt.StateStore(tmp_path) as store:
+            store.save(state_of(["a"]))
+            loaded = store.load()
+
+        assert loaded.tasks_by_id["a"].status == "pending"
+        assert not (tmp_path / "old.journal").exists()
+
+    def test_a_journal_name_that_is_a_path_is_refused(self, tmp_path: Path) -> None:
+        state = msgspec.structs.replace(state_of(["a"]), journal="../secrets.journal")
+        (tmp_path / "run.json").write_bytes(msgspec.json.encode(state))
+
+        with pytest.raises(trt.StateError, match="names no journal of trt's"):
+            trt.StateStore(tmp_path).load()
 
     def test_an_older_snapshot_never_replaces_a_newer_one(self, tmp_path: Path) -> None:
         with trt.StateStore(tmp_path) as store:

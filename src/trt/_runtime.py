@@ -269,24 +269,27 @@ class Runtime:
 
     async def _run(self, started_at: str, started_clock: float) -> RunResult:
         self._started_at = started_at
-        if self.store is not None:
-            await self._begin_state(self.store)
+        # Unbounded, so events sent before the dispatcher starts just wait.
         send, receive = trio.open_memory_channel[Event](math.inf)
-        async with trio.open_nursery() as outer:
-            outer.start_soon(self._dispatch, receive)
-            if self._writer is not None:
-                outer.start_soon(self._writer.run)
-            with send:
-                self._send = send
-                self._emit(
-                    "run:start",
-                    message=f"{len(self.graph)} tasks, mode {self.options.mode}, "
-                    f"concurrency {self.options.concurrency}",
-                )
-                self._carry_over()
-                for state in self._states.values():
-                    if state.remaining == 0 and state.status == PENDING:
-                        self._enqueue(state)
+        with send, receive:
+            self._send = send
+            self._emit(
+                "run:start",
+                message=f"{len(self.graph)} tasks, mode {self.options.mode}, "
+                f"concurrency {self.options.concurrency}",
+            )
+            self._carry_over()
+            for state in self._states.values():
+                if state.remaining == 0 and state.status == PENDING:
+                    self._enqueue(state)
+            if self.store is not None:
+                # Saved before any task starts, with the first ones queued;
+                # a StateError here leaves nothing started.
+                self._writer = await self._begin_state(self.store)
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._dispatch, receive.clone())
+                if self._writer is not None:
+                    outer.start_soon(self._writer.run)
                 if self._unfinished:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
@@ -301,8 +304,10 @@ class Runtime:
                 result = self._result(started_at, utc_now(), duration_ms)
                 self._emit("run:finish", status=result.status)
                 self._send = None
-            if self._writer is not None:
-                self._writer.close()
+                # Lets the dispatcher drain and end, and the writer finish.
+                send.close()
+                if self._writer is not None:
+                    self._writer.close()
         if self._writer is not None:
             await self._end_state(self._writer, result.status)
         return result
@@ -325,14 +330,15 @@ class Runtime:
 
     # -- state on disk ---------------------------------------------------
 
-    async def _begin_state(self, store: StateStore) -> None:
-        """Save the whole run once before any task starts."""
-        self._writer = writer = StateWriter(
+    async def _begin_state(self, store: StateStore) -> StateWriter:
+        """Save the whole run once, and return the writer that goes on."""
+        writer = StateWriter(
             store,
             tuple(self._states),
             self._task_record,
             self._header,
             lambda: (trio.current_time() - self._started_clock) * 1000,
+            journal=f"{self.run_id}.journal",
         )
         try:
             await trio.to_thread.run_sync(writer.save_now, RUNNING)
@@ -340,6 +346,7 @@ class Runtime:
             reason = exc.strerror or str(exc)
             message = f"cannot save the run's state in {store.directory}: {reason}"
             raise StateError(message) from None
+        return writer
 
     async def _end_state(self, writer: StateWriter, status: str) -> None:
         # Shielded: a run that finished must say so on disk even when the
@@ -402,6 +409,7 @@ class Runtime:
         seq: int,
         tasks: dict[str, Any],
         events: tuple[Event, ...],
+        journal: str | None,
     ) -> RunState:
         return RunState(
             version=STATE_VERSION,
@@ -414,6 +422,7 @@ class Runtime:
             status=status,
             options=self.options,
             seq=seq,
+            journal=journal,
             resumed_from=self.resumed_from,
             shutdown=self._shutdown,
             tasks_by_id=tasks,
@@ -557,7 +566,7 @@ class Runtime:
             state.queued_at = utc_now()
             state.queued_clock = trio.current_time()
         heapq.heappush(self._ready, (state.task.index, state))
-        # Not saved: a resume runs a queued task just as a pending one.
+        self._changed(state)
         self._emit("task:queued", task_id=state.task.id, status=QUEUED)
         self._queue_length_max = max(self._queue_length_max, len(self._ready))
         self._lot.unpark()

@@ -2,11 +2,13 @@
 
 Layout of the state folder::
 
-    run.json      the snapshot: the whole run at one moment. Replaced
-                  atomically (temp file, fsync, rename, fsync the folder).
-    run.journal   one JSON line per change since some snapshot, each with
-                  a sequence number and the changed task's whole record.
-    lock          flock()ed by the process that owns the folder.
+    run.json          the snapshot: the whole run at one moment. Replaced
+                      atomically (temp file, fsync, rename, fsync folder).
+    RUNID.journal     one JSON line per change since some snapshot, each
+                      with a sequence number and the task's whole record.
+                      The snapshot names its journal; there is none once
+                      the run has ended.
+    lock              flock()ed by the process that owns the folder.
 
 Why a journal: rewriting the snapshot after each of N transitions costs
 O(N) bytes each time, O(N²) per run. Appending a task's record costs only
@@ -22,6 +24,10 @@ Why a crash at any instant is safe:
   journal. The snapshot records the last sequence number it includes, so
   if trt dies between the two steps, ``load`` skips the journal lines the
   snapshot already holds.
+- Each run has a journal of its own, named by the snapshot. A previous
+  run's journal (left by a crash) is removed only after the new snapshot
+  is durable, and even if a power cut undid that removal, no snapshot
+  names it: its lines can never be applied to another run's state.
 - One lock serializes every write, and a snapshot older than the last one
   written is dropped, so a late background write cannot undo a newer one.
 """
@@ -31,6 +37,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,7 +64,9 @@ STATE_VERSION: Final = 1
 MIN_COMPACT_BYTES: Final = 64 * 1024
 
 SNAPSHOT_NAME: Final = "run.json"
-JOURNAL_NAME: Final = "run.journal"
+JOURNAL_SUFFIX: Final = ".journal"
+# What a journal's name may be: a file in the state folder, never a path.
+_JOURNAL_NAME: Final = re.compile(r"[0-9A-Za-z_-]{1,64}\.journal")
 LOCK_NAME: Final = "lock"
 
 
@@ -104,7 +113,8 @@ class RunState(StateStruct, frozen=True, kw_only=True):
 
     ``status`` is ``running`` while trt works, then the run's final status,
     or ``interrupted`` when a forced exit saved it mid-run. ``seq`` is the
-    last journal sequence number the snapshot includes. ``events`` are the
+    last journal sequence number the snapshot includes, and ``journal``
+    the file in the same folder that continues it. ``events`` are the
     latest saved transitions as of this snapshot (the full stream is what
     ``--log-events`` is for); ``event_count`` counts every change saved.
     """
@@ -119,6 +129,7 @@ class RunState(StateStruct, frozen=True, kw_only=True):
     status: str
     options: RunOptions
     seq: int = 0
+    journal: str | None = None
     resumed_from: str | None = None
     shutdown: ShutdownInfo | None = None
     tasks_by_id: dict[str, TaskRecord]
@@ -192,7 +203,7 @@ class StateStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.path = self.directory / SNAPSHOT_NAME
-        self.journal_path = self.directory / JOURNAL_NAME
+        self.journal_path: Path | None = None
         self._mutex = threading.Lock()
         self._lock_fd: int | None = None
         self._journal_fd: int | None = None
@@ -287,21 +298,23 @@ class StateStore:
 
     # -- writing ---------------------------------------------------------
 
-    def save(self, state: RunState, *, keep_journal: bool = True) -> bool:
-        """Replace the snapshot with ``state`` and empty the journal.
+    def save(self, state: RunState) -> bool:
+        """Replace the snapshot with ``state``; begin its journal afresh.
 
-        Returns False, writing nothing, when the store is closed or a
-        snapshot with a later ``seq`` was saved already. With
-        ``keep_journal=False`` the journal file is removed, as at the end
-        of a run, when the snapshot alone is the whole story.
+        The journal is the file ``state.journal`` names, emptied; with none
+        (a finished run, whose snapshot is the whole story) no journal is
+        left. Returns False, writing nothing, when the store is closed or
+        a snapshot with a later ``seq`` was saved already.
 
         Raises:
             OSError: when the snapshot cannot be written.
         """
-        return self.write_snapshot(encode_json(state), state.seq, keep_journal)
+        return self.write_snapshot(encode_json(state), state.seq, state.journal)
 
-    def write_snapshot(self, data: bytes, seq: int, keep_journal: bool = True) -> bool:
-        """Like :meth:`save`, for a snapshot already encoded, holding ``seq``.
+    def write_snapshot(self, data: bytes, seq: int, journal: str | None) -> bool:
+        """Like :meth:`save`, for a snapshot already encoded.
+
+        ``seq`` and ``journal`` must be the ones encoded in ``data``.
 
         Raises:
             OSError: when the snapshot cannot be written.
@@ -313,17 +326,21 @@ class StateStore:
             self._saved_seq = seq
             self.snapshot_bytes = len(data)
             self.bytes_written += len(data)
-            # Only now that the snapshot is durable may the journal go;
-            # lines left by a crash in between have seq <= the snapshot's.
-            if keep_journal:
+            # Only now that the snapshot is durable may journals go: lines
+            # left by a crash in between have seq <= the snapshot's, or
+            # belong to a journal no snapshot names any more.
+            path = None if journal is None else self.directory / journal
+            if path != self.journal_path and self._journal_fd is not None:
+                os.close(self._journal_fd)
+                self._journal_fd = None
+            self.journal_path = path
+            if path is not None:
                 if self._journal_fd is None:
-                    self._journal_fd = self._open_journal()
+                    self._journal_fd = self._open_journal(path)
                 os.ftruncate(self._journal_fd, 0)
-            else:
-                if self._journal_fd is not None:
-                    os.close(self._journal_fd)
-                    self._journal_fd = None
-                self.journal_path.unlink(missing_ok=True)
+            for stale in self.directory.glob(f"*{JOURNAL_SUFFIX}"):
+                if stale != path:
+                    stale.unlink(missing_ok=True)
             self.journal_bytes = 0
             return True
 
@@ -348,7 +365,8 @@ class StateStore:
             if self._closed:
                 return False
             if self._journal_fd is None:
-                self._journal_fd = self._open_journal()
+                message = "no snapshot names a journal yet; save() one first"
+                raise RuntimeError(message)
             view = memoryview(lines)
             while view:
                 written = os.write(self._journal_fd, view)
@@ -359,9 +377,9 @@ class StateStore:
             self.bytes_written += len(lines)
             return True
 
-    def _open_journal(self) -> int:
+    def _open_journal(self, path: Path) -> int:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        fd = os.open(self.journal_path, flags, 0o666)
+        fd = os.open(path, flags, 0o666)
         # The new name must survive a power cut as well as the lines do.
         folder = os.open(self.directory, os.O_RDONLY)
         try:
@@ -405,15 +423,20 @@ class StateStore:
                 f"this trt reads version {STATE_VERSION}"
             )
             raise StateError(message)
-        return _replay(state, self._journal_records())
+        if state.journal is None:
+            return state
+        if not _JOURNAL_NAME.fullmatch(state.journal):
+            message = f"{str(self.path)!r} names no journal of trt's: {state.journal!r}"
+            raise StateError(message)
+        return _replay(state, self._journal_records(self.directory / state.journal))
 
-    def _journal_records(self) -> list[JournalRecord]:
+    def _journal_records(self, path: Path) -> list[JournalRecord]:
         try:
-            data = self.journal_path.read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             return []
         except OSError as exc:
-            message = f"cannot read {str(self.journal_path)!r}: {exc.strerror or exc}"
+            message = f"cannot read {str(path)!r}: {exc.strerror or exc}"
             raise StateError(message) from None
         decoder = msgspec.json.Decoder(JournalRecord)
         records = []

@@ -73,9 +73,11 @@ class StateWriter:
         store: an open store.
         task_ids: every task id, in file order.
         record: builds the current record of a task, by id.
-        header: builds the run's snapshot for a status and sequence number,
-            given the tasks (as encoded records) and the latest events.
+        header: builds the run's snapshot for a status, a sequence number,
+            the tasks (as encoded records), the latest events and the name
+            of the journal that continues it.
         clock: milliseconds since the run started.
+        journal: the file name of this run's journal.
     """
 
     def __init__(
@@ -83,14 +85,18 @@ class StateWriter:
         store: StateStore,
         task_ids: Sequence[str],
         record: Callable[[str], TaskRecord],
-        header: Callable[[str, int, dict[str, Any], tuple[Event, ...]], RunState],
+        header: Callable[
+            [str, int, dict[str, Any], tuple[Event, ...], str | None], RunState
+        ],
         clock: Callable[[], float],
+        journal: str,
     ) -> None:
         self.store = store
         self._ids = task_ids
         self._record = record
         self._header = header
         self._clock = clock
+        self._journal = journal
         self._encode = msgspec.json.Encoder().encode
         # Each task's latest record, encoded; reused by every snapshot.
         self._encoded: dict[str, bytes] = {}
@@ -132,8 +138,10 @@ class StateWriter:
                 await trio.to_thread.run_sync(store.append_lines, lines)
                 limit = max(COMPACT_RATIO * store.snapshot_bytes, MIN_COMPACT_BYTES)
                 if store.journal_bytes > limit:
-                    data, seq = self.snapshot("running")
-                    await trio.to_thread.run_sync(store.write_snapshot, data, seq)
+                    data, seq, journal = self.snapshot("running")
+                    await trio.to_thread.run_sync(
+                        store.write_snapshot, data, seq, journal
+                    )
             except OSError as exc:
                 self.fail(exc)
                 return
@@ -187,11 +195,14 @@ class StateWriter:
             attempt=attempt or None,
         )
 
-    def snapshot(self, status: str) -> tuple[bytes, int]:
-        """Return the whole run, encoded, and the sequence number it holds.
+    def snapshot(self, status: str) -> tuple[bytes, int, str | None]:
+        """Return the whole run encoded, its sequence number and journal.
 
-        Tasks changed since their last write are encoded afresh (and stay
-        due for the journal); the others reuse their kept bytes.
+        Tasks changed since their last write are encoded afresh; the others
+        reuse their kept bytes. Once this snapshot is written, it holds
+        every change so far, so nothing is due for the journal any more.
+        A running run's snapshot names this run's journal; a finished or
+        interrupted one names none.
         """
         self._seq += 1
         tasks: dict[str, Any] = {}
@@ -200,8 +211,18 @@ class StateWriter:
             if data is None or task_id in self._dirty:
                 data = self._encode_task(task_id)
             tasks[task_id] = msgspec.Raw(data)
-        state = self._header(status, self._seq, tasks, tuple(self._events))
-        return self._encode(state), self._seq
+        self._dirty.clear()
+        self._shutdown = None
+        journal = self._journal if status == "running" else None
+        state = self._header(status, self._seq, tasks, tuple(self._events), journal)
+        try:
+            data = self._encode(state)
+        except UnicodeEncodeError:
+            # A task file name that is not valid Unicode: escape it, as the
+            # reports do (rare enough to decode the records again for it).
+            plain = {key: msgspec.json.decode(raw) for key, raw in tasks.items()}
+            data = encode_json(msgspec.structs.replace(state, tasks_by_id=plain))
+        return data, self._seq, journal
 
     def save_now(self, status: str) -> bool:
         """Write a snapshot at once, blocking; for the start and a forced exit.
@@ -209,18 +230,15 @@ class StateWriter:
         Raises:
             OSError: when the snapshot cannot be written.
         """
-        data, seq = self.snapshot(status)
-        return self.store.write_snapshot(data, seq)
+        return self.store.write_snapshot(*self.snapshot(status))
 
     async def finish(self, status: str) -> bool:
-        """Write the final snapshot and drop the journal; say if it was written."""
+        """Write the final snapshot (no journal); say if it was written."""
         if self.failure is not None:
             return False
-        data, seq = self.snapshot(status)
+        snapshot = self.snapshot(status)
         try:
-            return await trio.to_thread.run_sync(
-                self.store.write_snapshot, data, seq, False
-            )
+            return await trio.to_thread.run_sync(self.store.write_snapshot, *snapshot)
         except OSError as exc:
             self.fail(exc)
             return False

@@ -99,8 +99,10 @@ def _refuse_overwrite(
         "shutdown.json",
     )
     protected = [task_file, *(os.path.join(reports_dir, name) for name in reports)]
-    protected += [os.path.join(state_dir, name) for name in ("run.json", "run.journal")]
     mine = os.path.realpath(target)
+    if os.path.dirname(mine) == os.path.realpath(state_dir):
+        message = f"--log-events: {target!r} is in the state folder {state_dir!r}"
+        raise UsageError(message)
     for path in protected:
         if os.path.realpath(path) == mine:
             message = (
