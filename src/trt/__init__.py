@@ -15,13 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from trt._events import Event, EventBus
     from trt._exceptions import StateError, TaskFileError, TrtError, UsageError
-    from trt._executor import (
-        AttemptContext,
-        Executor,
-        LocalExecutor,
-        TaskContext,
-        run_task,
-    )
+    from trt._executor import AttemptContext, Executor, LocalExecutor, run_task
     from trt._loader import check_task_file, load_task_file
     from trt._model import CommandTask, FunctionTask, RetryPolicy, Task, TaskGraph
     from trt._output import OutputSink
@@ -40,6 +34,7 @@ if TYPE_CHECKING:
     from trt._runtime import Runtime, run_graph
     from trt._spec import json_schema
     from trt._state import RunState, StateStore, TaskRecord
+    from trt._task_context import TaskContext
 
 __version__ = "0.1.0"
 
@@ -64,7 +59,7 @@ _EXPORTS = {
     "StateError": "trt._exceptions",
     "StateStore": "trt._state",
     "Task": "trt._model",
-    "TaskContext": "trt._executor",
+    "TaskContext": "trt._task_context",
     "TaskError": "trt._results",
     "TaskFileError": "trt._exceptions",
     "TaskGraph": "trt._model",

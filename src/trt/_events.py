@@ -83,16 +83,21 @@ class EventBus:
         # (type, listener, once) in registration order across all types,
         # so "*" listeners and specific ones interleave as registered.
         self._entries: list[tuple[str, Listener, bool]] = []
+        # Per event type: its listeners, and whether any is a once; rebuilt
+        # after each change, since emit() runs several times per task.
+        self._by_type: dict[str, tuple[list[tuple[str, Listener, bool]], bool]] = {}
 
     def on(self, event_type: str, listener: Listener) -> None:
         """Call ``listener`` for every event of ``event_type`` ("*": all)."""
         self._check(event_type)
         self._entries.append((event_type, listener, False))
+        self._by_type.clear()
 
     def once(self, event_type: str, listener: Listener) -> None:
         """Call ``listener`` for the next event of ``event_type`` only."""
         self._check(event_type)
         self._entries.append((event_type, listener, True))
+        self._by_type.clear()
 
     def off(self, event_type: str, listener: Listener) -> None:
         """Remove ``listener`` from ``event_type``; unknown ones are ignored."""
@@ -101,6 +106,7 @@ class EventBus:
             for entry in self._entries
             if not (entry[0] == event_type and entry[1] == listener)
         ]
+        self._by_type.clear()
 
     def listener_count(self, event_type: str | None = None) -> int:
         """Return how many listeners are attached (to one type, or in all)."""
@@ -123,13 +129,21 @@ class EventBus:
             UnhandledErrorEvent: when ``event`` is an ``error`` event and no
                 listener takes it.
         """
-        matching = [entry for entry in self._entries if entry[0] in (event.type, ALL)]
+        found = self._by_type.get(event.type)
+        if found is None:
+            listeners = [e for e in self._entries if e[0] in (event.type, ALL)]
+            found = self._by_type[event.type] = (
+                listeners,
+                any(e[2] for e in listeners),
+            )
+        matching, has_once = found
         if event.type == "error" and not matching:
             raise UnhandledErrorEvent(event.message or "runtime error")
-        if any(once for _, _, once in matching):
+        if has_once:
             self._entries = [
                 entry for entry in self._entries if not (entry[2] and entry in matching)
             ]
+            self._by_type.clear()
         for _, listener, _ in matching:
             try:
                 listener(event)

@@ -10,13 +10,19 @@ still report a canceled or timed-out attempt with its evidence.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Protocol, final
+
+import trio
+
+from trt._model import CommandTask, FunctionTask
+from trt._results import AttemptResult, ProcessEvidence
+from trt._task_context import TaskContext as TaskContext  # re-exported
+from trt._util import utc_now
 
 if TYPE_CHECKING:
     from trt._model import Task
     from trt._output import OutputSink
-    from trt._results import AttemptResult, TaskError
+    from trt._results import TaskError
 
 
 @final
@@ -83,10 +89,6 @@ class AttemptContext:
         ``success`` when there is no error, else ``failed``; timeouts and
         cancellation are the scheduler's to record, not the executor's.
         """
-        import trio
-
-        from trt._util import utc_now
-
         return self.result(
             task,
             "success" if error is None else "failed",
@@ -105,9 +107,6 @@ class AttemptContext:
         ended_at: str,
     ) -> AttemptResult:
         """Build the attempt's result from the probe and the end time."""
-        from trt._model import CommandTask
-        from trt._results import AttemptResult, ProcessEvidence
-
         process = None
         if isinstance(task, CommandTask):
             probe = self.probe
@@ -133,37 +132,6 @@ class AttemptContext:
         )
 
 
-@final
-class TaskContext:
-    """What a function task receives: who it is and whether to stop.
-
-    ``cancel_requested`` turns true when the attempt is canceled or times
-    out. Async functions are canceled by trio directly and may check it in
-    cleanup code; plain functions run in a worker process, get a copy of
-    the context, and are ended by killing that process instead.
-    """
-
-    __slots__ = ("_cancel_requested", "attempt", "metadata", "task_id")
-
-    def __init__(self, task_id: str, attempt: int, metadata: Mapping[str, Any]):
-        self.task_id = task_id
-        self.attempt = attempt
-        self.metadata = metadata
-        self._cancel_requested = False
-
-    @property
-    def cancel_requested(self) -> bool:
-        """Tell whether the attempt was asked to stop."""
-        return self._cancel_requested
-
-    def request_cancel(self) -> None:
-        """Mark the attempt as asked to stop (called by trt, not by tasks)."""
-        self._cancel_requested = True
-
-    def __repr__(self) -> str:
-        return f"TaskContext(task_id={self.task_id!r}, attempt={self.attempt})"
-
-
 class Executor(Protocol):
     """Runs single attempts; the scheduler's only view of execution."""
 
@@ -182,8 +150,6 @@ class LocalExecutor:
 
     async def run_task(self, task: Task, context: AttemptContext) -> AttemptResult:
         """Run ``task`` here, as a process or a call, and report the result."""
-        from trt._model import CommandTask, FunctionTask
-
         if isinstance(task, CommandTask):
             from trt._process import run_command
 

@@ -25,6 +25,7 @@ import heapq
 import math
 import os
 import signal
+import time
 import uuid
 from collections import deque
 from datetime import datetime, timedelta
@@ -67,7 +68,7 @@ from trt._state import (
     definition_hash,
 )
 from trt._state_writer import StateWriter
-from trt._util import utc_now
+from trt._util import utc_now, utc_stamp
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -78,6 +79,10 @@ PENDING: Final = "pending"
 QUEUED: Final = "queued"
 RUNNING: Final = "running"
 WAITING_RETRY: Final = "waiting_retry"
+
+# An event as the scheduler records it: type, trio clock, task id, status,
+# attempt, message. The dispatcher turns these into Event objects.
+_Batch = list[tuple[EventType, float, str | None, str | None, int | None, str | None]]
 
 
 @final
@@ -184,7 +189,9 @@ class Runtime:
         self._cancel_reason: str | None = None
         self._timer_scope = trio.CancelScope()
         self.events = EventBus()
-        self._send: trio.MemorySendChannel[Event] | None = None
+        self._send: trio.MemorySendChannel[_Batch] | None = None
+        self._batch: _Batch = []
+        self._started_wall = 0.0
         self._started_clock = 0.0
         self._end_watchers: list[Callable[[], None]] = []
         self._ended = False
@@ -247,7 +254,8 @@ class Runtime:
             message = "this runtime has already run; build a new one"
             raise RuntimeError(message)
         self._ran = True
-        started_at = utc_now()
+        self._started_wall = time.time()
+        started_at = utc_stamp(self._started_wall)
         started_clock = self._started_clock = trio.current_time()
 
         try:
@@ -270,7 +278,7 @@ class Runtime:
     async def _run(self, started_at: str, started_clock: float) -> RunResult:
         self._started_at = started_at
         # Unbounded, so events sent before the dispatcher starts just wait.
-        send, receive = trio.open_memory_channel[Event](math.inf)
+        send, receive = trio.open_memory_channel[_Batch](math.inf)
         with send, receive:
             self._send = send
             self._emit(
@@ -430,21 +438,30 @@ class Runtime:
             event_count=seq,
         )
 
-    async def _dispatch(self, receive: trio.MemoryReceiveChannel[Event]) -> None:
+    async def _dispatch(self, receive: trio.MemoryReceiveChannel[_Batch]) -> None:
         # One dispatcher, so listeners see events in exactly the order the
-        # scheduler produced them, however long any listener takes.
+        # scheduler produced them, however long any listener takes. Events
+        # travel in batches: the scheduler appends to the batch last sent
+        # until the dispatcher takes it, so a fast run costs one channel
+        # operation per scheduling round rather than one per event.
         async with receive:
-            async for event in receive:
-                self.events.emit(event)
-                # Drain what else is waiting now: one event per scheduling
-                # round would leave listeners ever further behind a fast
-                # run (each receive() ends in a checkpoint).
-                while True:
-                    try:
-                        event = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    self.events.emit(event)
+            async for batch in receive:
+                self._batch = []
+                emit = self.events.emit
+                wall = self._started_wall
+                for event_type, clock, task_id, status, attempt, message in batch:
+                    elapsed = clock - self._started_clock
+                    emit(
+                        Event(
+                            type=event_type,
+                            timestamp=utc_stamp(wall + elapsed),
+                            elapsed_ms=round(elapsed * 1000, 3),
+                            task_id=task_id,
+                            status=status,
+                            attempt=attempt,
+                            message=message,
+                        )
+                    )
 
     def _emit(
         self,
@@ -457,16 +474,14 @@ class Runtime:
     ) -> None:
         if self._send is None or not self.events.active:
             return
-        event = Event(
-            type=event_type,
-            timestamp=utc_now(),
-            elapsed_ms=round((trio.current_time() - self._started_clock) * 1000, 3),
-            task_id=task_id,
-            status=status,
-            attempt=attempt,
-            message=message,
+        # Only the moment is taken now; the Event (and its wall-clock time,
+        # derived from the run's start) is built by the dispatcher.
+        batch = self._batch
+        batch.append(
+            (event_type, trio.current_time(), task_id, status, attempt, message)
         )
-        self._send.send_nowait(event)
+        if len(batch) == 1:
+            self._send.send_nowait(batch)
 
     def cancel(self, reason: str = "canceled") -> None:
         """Stop the run: start nothing new and cancel what is running.
@@ -572,22 +587,41 @@ class Runtime:
         self._lot.unpark()
 
     async def _worker(self) -> None:
+        # One cancel scope serves many attempts: entering a scope costs
+        # about as much as a cheap attempt itself. Canceling the run cancels
+        # the scope of each running attempt's worker; a scope used that way
+        # is spent, and the worker opens a new one for its next attempt.
         while True:
-            # The token is taken before the pop, and nothing between the pop
-            # and the start of the attempt yields: otherwise two workers
-            # freed at the same instant could start their tasks out of file
-            # order, since trio runs ready tasks in no fixed order.
-            async with self._limiter:
-                while not self._ready:
-                    if self._unfinished == 0:
-                        return
-                    await self._lot.park()
-                _, state = heapq.heappop(self._ready)
-                await self._run_attempt(state)
+            state: _TaskState | None = None
+            with trio.CancelScope() as scope:
+                while not scope.cancel_called:
+                    # The token is taken before the pop, and nothing between
+                    # the pop and the start of the attempt yields: otherwise
+                    # two workers freed at the same instant could start
+                    # their tasks out of file order, since trio runs ready
+                    # tasks in no fixed order.
+                    async with self._limiter:
+                        while not self._ready:
+                            if self._unfinished == 0:
+                                return
+                            await self._lot.park()
+                        _, state = heapq.heappop(self._ready)
+                        await self._run_attempt(state, scope)
+                        state = None
+            if state is not None:
+                # The run canceled the attempt in flight; cleanup is done.
+                context = state.context
+                assert scope.cancelled_caught
+                assert context is not None
+                result = self._canceled(state.task, context, state.stop_reason)
+                timeout_ms = state.task.timeout_ms or self.options.timeout_ms
+                if timeout_ms is not None:
+                    result = msgspec.structs.replace(result, timeout_ms=timeout_ms)
+                self._end_attempt(state, context, result)
 
     # -- one attempt -----------------------------------------------------
 
-    async def _run_attempt(self, state: _TaskState) -> None:
+    async def _run_attempt(self, state: _TaskState, scope: trio.CancelScope) -> None:
         task = state.task
         attempt = len(state.attempts) + 1
         now_clock = trio.current_time()
@@ -607,30 +641,37 @@ class Runtime:
             kill_grace=self.options.kill_grace_ms / 1000,
         )
         state.context = context
+        # How the run cancels this attempt: see _worker.
+        state.cancel_scope = scope
         timeout_ms = task.timeout_ms or self.options.timeout_ms
-        deadline = math.inf if timeout_ms is None else now_clock + timeout_ms / 1000
 
         self._active += 1
         self._max_active = max(self._max_active, self._active)
         try:
-            # Two scopes: the outer one is how the run cancels this attempt,
-            # the inner one its deadline; which caught the cancellation
-            # tells a canceled attempt from a timed-out one.
-            with trio.CancelScope() as run_scope:
-                state.cancel_scope = run_scope
+            if timeout_ms is None:
+                result = await self.executor.run_task(task, context)
+            else:
+                # The attempt's own deadline scope, inside the worker's: if
+                # the run is canceled too, the outer scope wins, so a
+                # canceled attempt is never mistaken for a timed-out one.
+                deadline = now_clock + timeout_ms / 1000
                 with trio.move_on_at(deadline) as deadline_scope:
                     result = await self.executor.run_task(task, context)
+                if deadline_scope.cancelled_caught:
+                    result = self._timed_out(task, context, timeout_ms)
+                result = msgspec.structs.replace(result, timeout_ms=timeout_ms)
         finally:
             self._active -= 1
             state.cancel_scope = None
-            state.context = None
-        if run_scope.cancelled_caught:
-            result = self._canceled(task, context, state.stop_reason)
-        elif deadline_scope.cancelled_caught:
-            result = self._timed_out(task, context, timeout_ms)
-        if timeout_ms is not None:
-            result = msgspec.structs.replace(result, timeout_ms=timeout_ms)
+        self._end_attempt(state, context, result)
 
+    def _end_attempt(
+        self, state: _TaskState, context: AttemptContext, result: AttemptResult
+    ) -> None:
+        """Record an attempt's result; retry the task, or settle it."""
+        task = state.task
+        attempt = context.attempt
+        state.context = None
         if result.status == SUCCESS:
             self._emit("task:success", task_id=task.id, status=SUCCESS, attempt=attempt)
         else:

@@ -10,19 +10,23 @@ from pathlib import Path
 
 
 def utc_now() -> str:
-    """Return the wall-clock time as ISO 8601 with milliseconds, in UTC.
+    """Return the wall-clock time as ISO 8601 with milliseconds, in UTC."""
+    return utc_stamp(time.time())
+
+
+def utc_stamp(seconds: float) -> str:
+    """Return ``seconds`` since the epoch as ISO 8601 with ms, in UTC.
 
     Called several times per task, so the date and time part is formatted
     once per second and reused; the result equals
-    ``datetime.now(UTC).isoformat(timespec="milliseconds")``.
+    ``datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")``.
     """
     global _second, _prefix
-    now = time.time()
-    second = int(now)
+    second = int(seconds)
     if second != _second:
         stamp = datetime.fromtimestamp(second, UTC)
         _second, _prefix = second, stamp.strftime("%Y-%m-%dT%H:%M:%S")
-    millis = int((now - second) * 1000)
+    millis = int((seconds - second) * 1000)
     return f"{_prefix}.{millis:03d}+00:00"
 
 

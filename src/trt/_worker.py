@@ -133,7 +133,7 @@ def call_in_worker(
     ``spawn_error``, ``thrown`` or ``rejected``. The return value of the
     function is not sent back: it is not kept, and might not pickle.
     """
-    from trt._executor import TaskContext
+    from trt._task_context import TaskContext
 
     try:
         function = load_export(module, module_path, import_root, export)
