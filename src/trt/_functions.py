@@ -154,10 +154,26 @@ def _worker_death(exc: BaseException) -> str:
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
+    # Asked once per attempt, and inspect is slow for what it answers;
+    # exports are module attributes, kept alive by their modules anyway.
+    try:
+        return _ASYNC[function]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable callable object
+        return _inspect_async(function)
+    found = _ASYNC[function] = _inspect_async(function)
+    return found
+
+
+def _inspect_async(function: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(function):
         return True
     call = getattr(function, "__call__", None)  # noqa: B004 - callable objects
     return inspect.iscoroutinefunction(call)
+
+
+_ASYNC: dict[Callable[..., Any], bool] = {}
 
 
 def _error(kind: str, exc: BaseException) -> TaskError:

@@ -584,7 +584,8 @@ class Runtime:
         self._changed(state)
         self._emit("task:queued", task_id=state.task.id, status=QUEUED)
         self._queue_length_max = max(self._queue_length_max, len(self._ready))
-        self._lot.unpark()
+        if len(self._lot):
+            self._lot.unpark()
 
     async def _worker(self) -> None:
         # One cancel scope serves many attempts: entering a scope costs

@@ -113,7 +113,10 @@ class StateWriter:
     def mark(self, task_id: str) -> None:
         """Note that a task changed; it is written with the next batch."""
         self._dirty[task_id] = None
-        self._lot.unpark()
+        # unpark() is not free even with nobody parked; this runs for every
+        # change of every task.
+        if len(self._lot):
+            self._lot.unpark()
 
     def mark_shutdown(self, shutdown: ShutdownInfo) -> None:
         """Note that a graceful shutdown began."""
