@@ -20,6 +20,15 @@ lint:
     {{venv}}/ruff format --check src tests tasks bench
     {{venv}}/mypy --strict src
 
-# Measure start-up, the delays workload and the spawn workload.
+# The benchmark: scenarios against their baselines (--quick: under 30 s).
 bench *args:
+    {{venv}}/trt bench {{args}}
+
+# Start-up and import checks, the delays and the spawn workloads.
+bench-foundation *args:
     {{venv}}/python bench/foundation.py {{args}}
+
+# Persistence cost and crash consistency of the run state.
+bench-state:
+    {{venv}}/python bench/persistence.py
+    {{venv}}/python bench/crash_consistency.py

@@ -21,6 +21,8 @@ def dispatch(command: str, options: Options) -> int:
         return validate(options)
     if command == "schema":
         return schema()
+    if command == "bench":
+        return bench(options)
     if command == "status" or options.status:
         from trt._cli._status import status
 
@@ -36,6 +38,31 @@ def validate(options: Options) -> int:
     ids = check_task_file(options.file)
     noun = "task" if len(ids) == 1 else "tasks"
     lines = [f"{options.file}: valid, {len(ids)} {noun}", *ids]
+    out("\n".join(lines) + "\n")
+    return _exit_codes.SUCCESS
+
+
+def bench(options: Options) -> int:
+    """Run the benchmark; print the targets; exit 0 (figures are data)."""
+    import sys
+    from pathlib import Path
+
+    from trt._bench import run_bench
+
+    _check_reports_dir(options.reports_dir)
+    command = "trt " + " ".join(sys.argv[1:]) if sys.argv[1:] else "trt bench"
+    report = run_bench(options.quick, Path(options.reports_dir), command)
+    lines = [f"trt bench: {len(report.scenarios)} scenarios in {report.seconds:.0f} s"]
+    for target in report.targets:
+        verdict = "met" if target.met else "MISSED"
+        lines.append(
+            f"  {verdict:6} {target.name}: {target.measured:g} {target.unit} "
+            f"(target <= {target.limit:g})"
+        )
+    lines.append(
+        f"  reports: {options.reports_dir}/bench.json, "
+        f"{options.reports_dir}/task-runtime.md"
+    )
     out("\n".join(lines) + "\n")
     return _exit_codes.SUCCESS
 

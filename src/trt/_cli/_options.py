@@ -26,6 +26,8 @@ usage:
   trt validate FILE        check a task file; print its task count and ids
   trt status [--json]      show the saved run's status (also: trt run --status)
   trt schema               print the task file's JSON Schema
+  trt bench [--quick]      run the benchmark; write reports/bench.json and
+                           reports/task-runtime.md
   trt --help               show this overview (trt run --help: run's flags)
   trt --version            print trt's version
 
@@ -55,6 +57,7 @@ class Options:
         self.shutdown = "cancel"
         self.status = False
         self.json = False
+        self.quick = False
         self.debug = False
         # The dests of flags given on the command line, so that --resume
         # can tell a chosen value from a default.
@@ -237,6 +240,16 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
         Flag("--json", "print the status as one JSON object", dest="json"),
         _DEBUG,
     ),
+    "bench": (
+        Flag("--quick", "a short run (under 30 s) for CI", dest="quick"),
+        Flag(
+            "--reports-dir",
+            "where reports go (default reports)",
+            dest="reports_dir",
+            metavar="DIR",
+        ),
+        _DEBUG,
+    ),
     "validate": (_DEBUG,),
     "schema": (_DEBUG,),
 }
@@ -251,6 +264,11 @@ SUMMARIES = {
         "Check FILE and print its task count and ids; exit 2 if it is invalid."
     ),
     "schema": "usage: trt schema\n\nPrint the JSON Schema of trt task files.",
+    "bench": (
+        "usage: trt bench [--quick] [--reports-dir DIR]\n\n"
+        "Run the benchmark scenarios and their baselines; write bench.json,\n"
+        "task-runtime.md and task-runtime.svg to the reports folder."
+    ),
     "status": (
         "usage: trt status [--json] [--state-dir DIR]\n\n"
         "Show the saved run: its id, task file, status, times and counts per\n"
