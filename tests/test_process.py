@@ -11,10 +11,14 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
+import trio.testing
 
 import trt
+import trt._process
+import trt._spawn
 from tests.conftest import WriteTasks, command
 
 # Hang guard for tests that wait on real processes: generous, since CI
@@ -49,6 +53,15 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def reaped(pid: int) -> bool:
+    """Tell whether ``pid`` is no child of ours left to wait for."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
 def gone_within(pid: int, seconds: float = 5.0) -> bool:
     """Tell whether ``pid`` has exited, or does so within ``seconds``.
 
@@ -64,6 +77,16 @@ def gone_within(pid: int, seconds: float = 5.0) -> bool:
         return bool(readable)
     finally:
         os.close(pidfd)
+
+
+@pytest.fixture(params=["thread", "loop"])
+def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Spawn through libc in a helper thread, or os.posix_spawn on the loop."""
+    if request.param == "thread" and not trt._spawn.HAVE_THREADED_SPAWN:
+        pytest.skip("libc's posix_spawn is not reachable through ctypes here")
+    if request.param == "loop":
+        monkeypatch.setattr(trt._process, "HAVE_THREADED_SPAWN", False)
+    return str(request.param)
 
 
 async def wait_gone(pid: int) -> None:
@@ -251,6 +274,125 @@ async def test_child_gets_default_sigpipe(
 
     ignored = int((tmp_path / "stdout.txt").read_text().split()[1], 16)
     assert not ignored & (1 << (signal.SIGPIPE - 1))
+
+
+@pytest.mark.usefixtures("spawn_path")
+async def test_spawn_paths_set_up_the_child_alike(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    """Signals, environment, group and stdin are the same either way."""
+    script = (
+        "grep -E '^Sig(Ign|Blk)' /proc/self/status | cut -f2; "
+        'echo "$TRT_TASK_ID $TRT_ATTEMPT $GREETING"; '
+        "ps -o pgid= -p $$; readlink /proc/self/fd/0"
+    )
+    env = {"GREETING": "hi"}
+    task = load_one(write_tasks, command("alike", "sh", "-c", script, env=env))
+
+    with trio.fail_after(HANG_GUARD):
+        result = await trt.run_task(task, make_context(quiet_output, attempt=2))
+
+    assert result.process is not None
+    blocked, ignored, names, group, stdin = (
+        (tmp_path / "stdout.txt").read_text().splitlines()
+    )
+    assert int(blocked, 16) == 0
+    assert not int(ignored, 16) & (1 << (signal.SIGPIPE - 1))
+    assert not int(ignored, 16) & (1 << (signal.SIGXFSZ - 1))
+    assert names == "alike 2 hi"
+    assert int(group) == result.process.pid
+    assert stdin == os.devnull
+
+
+@pytest.mark.usefixtures("spawn_path")
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"argv": ("true", "a\0b")}, "cannot start: embedded null byte"),
+        ({"env": {"A": "a\0b"}}, "cannot start: embedded null byte"),
+        ({"env": {"A=B": "x"}}, "cannot start: illegal environment variable name"),
+    ],
+    ids=["argv-nul", "env-value-nul", "env-name-equals"],
+)
+async def test_strings_c_cannot_carry_are_spawn_errors(
+    write_tasks: WriteTasks,
+    quiet_output: trt.OutputSink,
+    fields: dict[str, object],
+    message: str,
+) -> None:
+    """Such a task file cannot be loaded, but a task can be built in code."""
+    task = msgspec.structs.replace(
+        load_one(write_tasks, command("c", "true")), **fields
+    )
+
+    result = await trt.run_task(task, make_context(quiet_output))
+
+    assert result.error == trt.TaskError(kind="spawn_error", message=message)
+    assert result.process is not None
+    assert result.process.pid is None
+
+
+@pytest.mark.usefixtures("spawn_path")
+async def test_attempt_canceled_before_spawn_still_ends_its_child(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink
+) -> None:
+    """The spawn goes ahead, and the child is terminated and reaped."""
+    task = load_one(write_tasks, command("early", "sleep", "300"))
+    context = make_context(quiet_output)
+
+    with trio.fail_after(HANG_GUARD), trio.CancelScope() as scope:
+        scope.cancel()
+        await trt.run_task(task, context)
+
+    assert scope.cancelled_caught
+    assert context.probe.pid is not None
+    assert context.probe.terminated_with == "SIGTERM"
+    assert context.probe.signal == "SIGTERM"
+    assert reaped(context.probe.pid)
+
+
+@pytest.mark.skipif(
+    not trt._spawn.HAVE_THREADED_SPAWN, reason="no threaded spawn to hold"
+)
+async def test_cancel_during_threaded_spawn_still_ends_the_child(
+    write_tasks: WriteTasks,
+    quiet_output: trt.OutputSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancel that lands while the thread spawns waits for the pid."""
+    libc = trt._spawn._libc
+    assert libc is not None
+    entered = threading.Event()
+    release = threading.Event()
+    real_spawn = libc.spawn
+
+    def held_spawn(*args: object) -> int:
+        entered.set()
+        release.wait(HANG_GUARD)
+        return int(real_spawn(*args))
+
+    monkeypatch.setattr(libc, "spawn", held_spawn)
+    task = load_one(write_tasks, command("held", "sleep", "300"))
+    context = make_context(quiet_output)
+    scope = trio.CancelScope()
+
+    async def attempt() -> None:
+        with scope:
+            await trt.run_task(task, context)
+
+    with trio.fail_after(HANG_GUARD):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(attempt)
+            await trio.to_thread.run_sync(entered.wait, HANG_GUARD)
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert context.probe.pid is None
+            release.set()
+
+    assert scope.cancelled_caught
+    assert context.probe.pid is not None
+    assert context.probe.terminated_with == "SIGTERM"
+    assert reaped(context.probe.pid)
 
 
 async def test_large_output_is_counted_not_kept(

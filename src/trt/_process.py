@@ -2,10 +2,13 @@
 
 Data flow for one attempt::
 
-    posix_spawn(argv, pgroup=0) ──stdout pipe──> pump ──> OutputSink
-                 │             └──stderr pipe──> pump ──> OutputSink
-                 └── after both pipes close: leader exited? (waitid
-                     WNOWAIT, else a pidfd wait; it stays a zombie)
+    loop thread                    spawner thread (trt._spawn)
+    pipes, spawn() --------------> posix_spawn(argv, pgroup=0)
+       <------------------------- pid (or errno)
+    pumps: ──stdout pipe──> OutputSink
+           └─stderr pipe──> OutputSink
+    after both pipes close: leader exited? (waitid WNOWAIT, else a pidfd
+    wait; it stays a zombie)
 
 The attempt ends when the leader has exited *and* both pipes reached EOF, so
 no output is lost. Only then is the group swept with SIGKILL (anything left
@@ -15,7 +18,9 @@ never hit an unrelated process that reused the pid.
 
 Cancellation (a timeout or the run being stopped) sends SIGTERM to the whole
 group, then SIGKILL after the grace period, and waits until the leader is
-really gone before the cancellation propagates.
+really gone before the cancellation propagates. A cancellation that arrives
+while the spawn is in flight waits for it: the child, once it exists, is
+always in the hands of the code that ends its group.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from trt._results import TaskError
+from trt._spawn import HAVE_THREADED_SPAWN, spawn
 from trt._util import utc_now
 
 if TYPE_CHECKING:
@@ -73,7 +79,7 @@ async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResu
         opened += (out_read, out_write)
         err_read, err_write = os.pipe()
         opened += (err_read, err_write)
-        process = _spawn(task, context.attempt, out_write, err_write)
+        process = await _spawn(task, context.attempt, out_write, err_write)
     except (OSError, ValueError) as exc:
         for fd in opened:
             os.close(fd)
@@ -126,45 +132,66 @@ _devnull: int | None = None
 _RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
-def _spawn(task: CommandTask, attempt: int, stdout: int, stderr: int) -> _Child:
+@trio.lowlevel.enable_ki_protection
+async def _spawn(task: CommandTask, attempt: int, stdout: int, stderr: int) -> _Child:
     """Start the task's process group leader; raise OSError if it can't.
 
-    Spawning happens on the event loop's thread: both calls below use
-    vfork on Linux, whose cost is mostly the child's exec, and a thread hop
-    per spawn (as trio.run_process makes) costs more than it saves. The
-    common case goes through os.posix_spawnp, which skips about 100 us of
-    Popen's Python-level set-up per spawn; a working folder, or a PATH of
-    the task's own, needs Popen (posix_spawn cannot chdir before Python
-    3.13, and posix_spawnp searches trt's PATH, not the child's).
+    The common case goes through posix_spawn, which skips about 100 us of
+    Popen's Python-level set-up per spawn, and runs it in a helper thread
+    (see trt._spawn) so the loop keeps working while the child execs. A
+    working folder, or a PATH of the task's own, needs Popen (posix_spawn
+    cannot chdir before Python 3.13, and posix_spawnp searches trt's PATH,
+    not the child's); Popen runs on the loop thread, since a thread hop
+    for it costs more in GIL hand-offs than it saves.
     """
     global _devnull
-    if task.cwd is None and "PATH" not in task.env:
-        if _devnull is None:
-            _devnull = os.open(os.devnull, os.O_RDONLY)
-        env = _spawn_env(task.env, task.id, attempt)
-        # Limitation: unlike Popen(close_fds=True), posix_spawn does not
-        # close descriptors that trt itself inherited as inheritable from
-        # its parent, so such a descriptor also reaches the task. trt's own
-        # descriptors are all close-on-exec, as Python makes them.
-        program = _resolve(task.argv[0])
-        spawn = os.posix_spawn if program is not None else os.posix_spawnp
-        pid = spawn(
-            program or task.argv[0],
-            task.argv,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, _devnull, 0),
-                (os.POSIX_SPAWN_DUP2, stdout, 1),
-                (os.POSIX_SPAWN_DUP2, stderr, 2),
-            ],
-            setpgroup=0,
-            # Python ignores SIGPIPE (and SIGXFSZ), and an ignored signal
-            # stays ignored across exec: restore the defaults, as Popen's
-            # restore_signals does, or `yes | head` in a task would spin.
-            setsigdef=_RESTORED_SIGNALS,
-            setsigmask=(),
+    if task.cwd is not None or "PATH" in task.env:
+        return _popen(task, attempt, stdout, stderr)
+
+    if _devnull is None:
+        _devnull = os.open(os.devnull, os.O_RDONLY)
+    env = _spawn_env(task.env, task.id, attempt)
+    # Limitation: unlike Popen(close_fds=True), posix_spawn does not close
+    # descriptors that trt itself inherited as inheritable from its parent,
+    # so such a descriptor also reaches the task. trt's own descriptors are
+    # all close-on-exec, as Python makes them.
+    program = _resolve(task.argv[0])
+    if HAVE_THREADED_SPAWN:
+        argv = [os.fsencode(arg) for arg in task.argv]
+        envp = [name + b"=" + value for name, value in env.items()]
+        # ctypes would silently cut a string at a NUL byte; trt's own
+        # environment cannot hold one, so only the task's part is checked.
+        _check_strings(argv, task.env, task.id)
+        pid = await spawn(
+            os.fsencode(program or task.argv[0]),
+            argv,
+            envp,
+            (_devnull, stdout, stderr),
+            search=program is None,
         )
         return _Child(pid)
+
+    spawn_on_loop = os.posix_spawn if program is not None else os.posix_spawnp
+    pid = spawn_on_loop(
+        program or task.argv[0],
+        task.argv,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_DUP2, _devnull, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+        ],
+        setpgroup=0,
+        # Python ignores SIGPIPE (and SIGXFSZ), and an ignored signal
+        # stays ignored across exec: restore the defaults, as Popen's
+        # restore_signals does, or `yes | head` in a task would spin.
+        setsigdef=_RESTORED_SIGNALS,
+        setsigmask=(),
+    )
+    return _Child(pid)
+
+
+def _popen(task: CommandTask, attempt: int, stdout: int, stderr: int) -> _Child:
     popen = subprocess.Popen(
         task.argv,
         stdin=subprocess.DEVNULL,
@@ -179,6 +206,20 @@ def _spawn(task: CommandTask, attempt: int, stdout: int, stderr: int) -> _Child:
         process_group=0,
     )
     return _Child(popen.pid, popen)
+
+
+def _check_strings(argv: list[bytes], env: Mapping[str, str], task_id: str) -> None:
+    """Raise the ValueError os.posix_spawn would for what C cannot carry."""
+    for name, value in env.items():
+        if not name or "=" in name:
+            message = "illegal environment variable name"
+            raise ValueError(message)
+        if "\0" in name or "\0" in value:
+            message = "embedded null byte"
+            raise ValueError(message)
+    if "\0" in task_id or any(b"\0" in arg for arg in argv):
+        message = "embedded null byte"
+        raise ValueError(message)
 
 
 def _resolve(program: str) -> str | None:
