@@ -395,6 +395,26 @@ async def test_cancel_during_threaded_spawn_still_ends_the_child(
     assert reaped(context.probe.pid)
 
 
+async def test_both_pipes_drain_together(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    """Neither pipe may stall the other, whichever fills first."""
+    script = "head -c 3000000 /dev/zero & head -c 1000000 /dev/zero >&2; wait"
+    task = load_one(write_tasks, command("both", "sh", "-c", script))
+
+    with trio.fail_after(HANG_GUARD):
+        result = await trt.run_task(task, make_context(quiet_output))
+
+    assert result.status == "success"
+    assert result.process is not None
+    assert (result.process.stdout_bytes, result.process.stderr_bytes) == (
+        3_000_000,
+        1_000_000,
+    )
+    assert (tmp_path / "stdout.txt").stat().st_size == 3_000_000
+    assert (tmp_path / "stderr.txt").stat().st_size == 1_000_000
+
+
 async def test_large_output_is_counted_not_kept(
     write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
 ) -> None:

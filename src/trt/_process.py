@@ -3,10 +3,10 @@
 Data flow for one attempt::
 
     loop thread                    spawner thread (trt._spawn)
-    pipes, spawn() --------------> posix_spawn(argv, pgroup=0)
+    pipes + epoll, spawn() ------> posix_spawn(argv, pgroup=0)
        <------------------------- pid (or errno)
-    pumps: ──stdout pipe──> OutputSink
-           └─stderr pipe──> OutputSink
+    pump: epoll ──stdout pipe──> OutputSink
+               └─stderr pipe──> OutputSink
     after both pipes close: leader exited? (waitid WNOWAIT, else a pidfd
     wait; it stays a zombie)
 
@@ -25,7 +25,9 @@ always in the hands of the code that ends its group.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -72,9 +74,13 @@ async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResu
     probe = context.probe
 
     # Pipes are made here rather than by the spawn call so that the read
-    # ends can be handed straight to trio, which owns them from then on.
+    # ends can be handed straight to the pump, which owns them from then
+    # on. Its epoll is made here too: running out of descriptors for any
+    # of them is the same spawn_error.
+    poller: select.epoll | None = None
     opened: list[int] = []
     try:
+        poller = select.epoll(2)
         out_read, out_write = os.pipe()
         opened += (out_read, out_write)
         err_read, err_write = os.pipe()
@@ -83,17 +89,19 @@ async def run_command(task: CommandTask, context: AttemptContext) -> AttemptResu
     except (OSError, ValueError) as exc:
         for fd in opened:
             os.close(fd)
+        if poller is not None:
+            poller.close()
         return context.finish(task, _spawn_error(task, exc))
     os.close(out_write)
     os.close(err_write)
     probe.pid = process.pid
 
     try:
-        stdout = context.output.stream(task.id, "stdout")
-        stderr = context.output.stream(task.id, "stderr")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pump, err_read, stderr, probe, "stderr")
-            await _pump(out_read, stdout, probe, "stdout")
+        streams = {
+            out_read: ("stdout", context.output.stream(task.id, "stdout")),
+            err_read: ("stderr", context.output.stream(task.id, "stderr")),
+        }
+        await _pump(poller, streams, probe)
         # Both pipes are closed; usually because the leader exited, so a
         # non-blocking check spares the pidfd and its epoll registration.
         # A leader that closed its output but lives on is waited for.
@@ -294,26 +302,60 @@ def _spawn_error(task: CommandTask, exc: OSError | ValueError) -> TaskError:
     )
 
 
-async def _pump(fd: int, writer: StreamWriter, probe: AttemptProbe, name: str) -> None:
-    """Copy one pipe to the sink until EOF, counting bytes."""
-    stream = trio.lowlevel.FdStream(fd)
+async def _pump(
+    poller: select.epoll,
+    streams: dict[int, tuple[str, StreamWriter]],
+    probe: AttemptProbe,
+) -> None:
+    """Copy both pipes to the sink until EOF, counting bytes; close them.
+
+    One task watches both pipes through an epoll of its own, whose
+    descriptor trio waits on. Measured against a task per pipe with
+    trio.lowlevel.FdStream, this saves about a fifth of trt's CPU per
+    short task: a second task, its nursery, a second registration with
+    trio's epoll, and the EAGAIN read FdStream tries first. The epoll is
+    level-triggered, so a chatty pipe gets read again after each trip
+    through the scheduler, and other tasks run in between.
+    """
     try:
-        count = 0
-        while True:
-            chunk = await stream.receive_some(READ_SIZE)
-            if not chunk:
-                break
-            count += len(chunk)
-            if name == "stdout":
-                probe.stdout_bytes = count
-            else:
-                probe.stderr_bytes = count
-            writer.feed(chunk)
+        for fd in streams:
+            # A new pipe has no status flags set, so F_SETFL needs no
+            # F_GETFL; non-blocking guards the loop against a read that
+            # should not, but could, block.
+            fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
+            poller.register(fd, select.EPOLLIN)
+        while streams:
+            await trio.lowlevel.wait_readable(poller.fileno())
+            for fd, _ in poller.poll(0):
+                try:
+                    chunk = os.read(fd, READ_SIZE)
+                except BlockingIOError:
+                    continue
+                name, writer = streams[fd]
+                if not chunk:
+                    # Unregistered explicitly: a Popen fork elsewhere may
+                    # briefly hold a copy of the pipe, which would keep
+                    # it in the epoll, at EOF, after the close.
+                    poller.unregister(fd)
+                    del streams[fd]
+                    os.close(fd)
+                    writer.close()
+                    continue
+                if name == "stdout":
+                    probe.stdout_bytes += len(chunk)
+                else:
+                    probe.stderr_bytes += len(chunk)
+                writer.feed(chunk)
     finally:
         # Also on cancellation: a timed-out task's last partial line is
         # often the most telling one.
-        writer.close()
-        await stream.aclose()
+        for fd, (_, writer) in streams.items():
+            os.close(fd)
+            writer.close()
+        # wait_readable registered the epoll with trio's I/O manager,
+        # which must forget it before the number can be reused.
+        trio.lowlevel.notify_closing(poller.fileno())
+        poller.close()
 
 
 async def _wait_exited(pid: int) -> None:
