@@ -372,3 +372,77 @@ class TestResumeCommand:
 
         assert done.returncode == 2
         assert "new: 'c'; gone: 'b'" in done.stderr
+
+
+class TestBreakRound:
+    """Regressions from trying to break durable runs."""
+
+    def test_bad_saved_times_are_a_state_error(self, write_tasks: WriteTasks) -> None:
+        graph = trt.load_task_file(write_tasks(command("a", "true")))
+        for bad in ("garbage", "2026-01-01T00:00:00"):
+            record = trt.TaskRecord(
+                status="running",
+                definition_hash=definition_hash(graph["a"]),
+                running=RunningAttempt(attempt=1, started_at=bad),
+            )
+            previous = saved_run(graph, a=record)
+
+            with pytest.raises(trt.StateError, match=r"bad time at \$\.tasksById\.a"):
+                check_same_run(graph, previous)
+
+    def test_same_name_other_folder_names_both_paths(
+        self, write_tasks: WriteTasks, tmp_path: Path
+    ) -> None:
+        graph = trt.load_task_file(write_tasks(command("a", "true")))
+        other = msgspec.structs.replace(
+            saved_run(graph), task_file_path="/elsewhere/tasks.json"
+        )
+
+        with pytest.raises(trt.StateError, match=r"'/elsewhere/tasks\.json', not '/"):
+            check_same_run(graph, other)
+
+    def test_cancel_after_is_not_carried_into_a_resume(
+        self, write_tasks: WriteTasks
+    ) -> None:
+        path = write_tasks(command("slow", "sleep", "0.6"))
+
+        first = run_cli("run", str(path), "--cancel-after", "100", "--concurrency", "2")
+        second = run_cli("run", str(path), "--resume")
+
+        assert first.returncode == 1
+        assert second.returncode == 0, second.stderr
+        report = json.loads((cli_cwd() / "reports" / "latest.json").read_text())
+        assert report["options"]["cancelAfterMs"] is None
+        assert report["options"]["concurrency"] == 2
+
+    def test_the_resume_hint_is_quoted_for_the_shell(
+        self, write_tasks: WriteTasks, tmp_path: Path
+    ) -> None:
+        path = write_tasks(command("bad", "false"), name="my tasks.json")
+
+        done = run_cli("run", str(path), "--state-dir", "st 3", "--shutdown", "drain")
+        status = run_cli("status", "--state-dir", "st 3")
+
+        assert done.returncode == 1
+        assert status.stdout.endswith(
+            f"resume:    trt run '{path}' --resume --state-dir 'st 3'\n"
+        )
+
+    def test_status_for_another_file_is_refused(self, write_tasks: WriteTasks) -> None:
+        one = write_tasks(command("a", "true"), name="one.json")
+        two = write_tasks(command("a", "true"), name="two.json")
+        run_cli("run", str(one))
+
+        done = run_cli("run", "--status", str(two))
+
+        assert done.returncode == 2
+        assert f"is of {str(one)!r}, not {str(two)!r}" in done.stderr
+
+    def test_json_without_status_is_refused(self, write_tasks: WriteTasks) -> None:
+        done = run_cli("run", str(write_tasks(command("a", "true"))), "--json")
+
+        assert done.returncode == 2
+        assert (
+            done.stderr
+            == "trt: error: --json: only with --status (trt status --json)\n"
+        )

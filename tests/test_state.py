@@ -511,3 +511,126 @@ class TestStatusCommand:
             "for it to end or give this run its own --state-dir\n"
         )
         assert (state / "run.json").exists()
+
+
+class TestBreakRound:
+    """Regressions from trying to break durable runs."""
+
+    def test_state_that_cannot_be_saved_at_the_start_is_exit_2(
+        self, write_tasks: WriteTasks
+    ) -> None:
+        path = write_tasks(command("a", "true"))
+        (cli_cwd() / "state" / "run.json").mkdir(parents=True)
+
+        done = run_cli("run", str(path))
+
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("trt: error: cannot save the run's state in ")
+        assert "internal error" not in done.stderr
+
+    @pytest.mark.parametrize("name", ["run.json", "lock", "old.journal"])
+    def test_a_task_file_where_state_goes_is_refused(
+        self, write_tasks: WriteTasks, name: str
+    ) -> None:
+        path = write_tasks(command("a", "true"), name=name)
+
+        done = run_cli("run", str(path), "--state-dir", str(path.parent))
+
+        assert done.returncode == 2
+        assert "name trt writes its state to" in done.stderr
+        assert json.loads(path.read_text())["tasks"][0]["id"] == "a"
+
+    def test_an_empty_state_dir_is_refused(self, write_tasks: WriteTasks) -> None:
+        done = run_cli("run", str(write_tasks(command("a", "true"))), "--state-dir", "")
+
+        assert done.returncode == 2
+        assert done.stderr == "trt: error: --state-dir: expected a folder, got ''\n"
+
+    async def test_bytes_grow_linearly_with_a_tasks_attempts(
+        self,
+        write_tasks: WriteTasks,
+        tmp_path: Path,
+        autojump_clock: trio.testing.MockClock,
+    ) -> None:
+        written = {}
+        for attempts in (40, 400):
+            path = write_tasks(
+                scripted(
+                    "flaky",
+                    ms=1,
+                    retries={"maxAttempts": attempts},
+                    metadata={"outcomes": ["failed"]},
+                ),
+                name=f"a{attempts}.json",
+            )
+            with trt.StateStore(tmp_path / f"s{attempts}") as store:
+                runtime = trt.Runtime(
+                    trt.load_task_file(path), executor=ScriptedExecutor(), store=store
+                )
+                result = await runtime.run()
+                written[attempts] = store.bytes_written
+            assert len(result.tasks[0].attempts) == attempts
+            saved = trt.StateStore(tmp_path / f"s{attempts}").load()
+            assert len(saved.tasks_by_id["flaky"].attempts) == attempts
+
+        assert written[400] / written[40] < 20
+
+    async def test_the_journal_carries_only_new_attempts(
+        self, write_tasks: WriteTasks, tmp_path: Path
+    ) -> None:
+        path = write_tasks(
+            scripted(
+                "flaky",
+                ms=50,
+                retries={"maxAttempts": 3},
+                metadata={"outcomes": ["failed", "failed", "success"]},
+            )
+        )
+        graph = trt.load_task_file(path)
+        with trt.StateStore(tmp_path / "state") as store:
+            runtime = trt.Runtime(graph, executor=ScriptedExecutor(), store=store)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(runtime.run)
+                with trio.fail_after(10):
+                    while True:
+                        await trio.sleep(0.01)
+                        try:
+                            state = trt.StateStore(tmp_path / "state").load()
+                        except trt.StateError:
+                            continue
+                        if len(state.tasks_by_id["flaky"].attempts) == 2:
+                            break
+                journal = next((tmp_path / "state").glob("*.journal")).read_text()
+
+        lines = [json.loads(line) for line in journal.splitlines()]
+        deltas = [line["task"] for line in lines if "attemptsFrom" in line["task"]]
+        assert deltas
+        assert all(len(delta.get("attempts", [])) <= 1 for delta in deltas)
+
+    def test_a_finished_run_ignores_a_shutdown(self, write_tasks: WriteTasks) -> None:
+        graph = trt.load_task_file(write_tasks(scripted("a")))
+        runtime = trt.Runtime(graph, executor=ScriptedExecutor())
+
+        trio.run(runtime.run)
+        runtime.shutdown("SIGINT", "cancel")
+
+        assert runtime.finished
+        assert runtime.shutdown_info is None
+
+    def test_the_recorder_takes_signals_without_raising(self) -> None:
+        import os
+        import signal
+
+        from trt._cli._run import SignalRecorder
+
+        before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            recorder = SignalRecorder().install()
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+        finally:
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
+
+        assert recorder.signals == [signal.SIGINT, signal.SIGTERM]

@@ -68,14 +68,18 @@ def check_same_run(graph: TaskGraph, previous: RunState) -> None:
     """
     path = os.path.realpath(graph.source)
     if path != previous.task_file_path:
+        before, now = previous.task_file, graph.source
+        if before == now:
+            before, now = previous.task_file_path, path
         message = (
-            f"cannot resume: the saved run is of {previous.task_file!r}, "
-            f"not {graph.source!r} (run without --resume to start afresh)"
+            f"cannot resume: the saved run is of {before!r}, not {now!r} "
+            "(run without --resume to start afresh)"
         )
         raise StateError(message)
     saved = set(previous.tasks_by_id)
     current = set(graph.ids)
     if saved == current:
+        _check_times(previous)
         return
     parts = []
     added = [task_id for task_id in graph.ids if task_id not in saved]
@@ -89,6 +93,36 @@ def check_same_run(graph: TaskGraph, previous: RunState) -> None:
         f"saved run ({'; '.join(parts)}); run without --resume to start afresh"
     )
     raise StateError(message)
+
+
+def _check_times(previous: RunState) -> None:
+    """Refuse saved times that are not ISO 8601 with a UTC offset.
+
+    A resume computes with them (an interrupted attempt's length) and the
+    timeline places carried attempts by them; a hand-edited or damaged
+    state must fail here, as a clear error, not later as a crash.
+    """
+    where: list[tuple[str, str | None]] = [("updatedAt", previous.updated_at)]
+    for task_id, record in previous.tasks_by_id.items():
+        if record.running is not None:
+            where.append((f"{task_id}.running.startedAt", record.running.started_at))
+        for index, attempt in enumerate(record.attempts):
+            prefix = f"{task_id}.attempts[{index}]"
+            where.append((f"{prefix}.startedAt", attempt.started_at))
+            where.append((f"{prefix}.endedAt", attempt.ended_at))
+    for place, text in where:
+        try:
+            stamp = datetime.fromisoformat(text or "")
+        except ValueError:
+            stamp = None
+        if stamp is None or stamp.tzinfo is None:
+            message = (
+                f"cannot resume: the saved state has a bad time at "
+                f"$.tasksById.{place}: {text!r} (expected ISO 8601 with an offset)"
+            )
+            if place == "updatedAt":
+                message = message.replace("$.tasksById.", "$.")
+            raise StateError(message)
 
 
 def _some(ids: list[str]) -> str:

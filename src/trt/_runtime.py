@@ -231,6 +231,11 @@ class Runtime:
             state.prior_attempts = len(attempts)
 
     @property
+    def finished(self) -> bool:
+        """Tell whether every task has reached a final status."""
+        return self._ran and self._unfinished == 0
+
+    @property
     def shutdown_info(self) -> ShutdownInfo | None:
         """Return the graceful shutdown under way or done, if any."""
         return self._shutdown
@@ -518,6 +523,8 @@ class Runtime:
         if mode not in ("drain", "cancel"):
             message = f"mode must be 'drain' or 'cancel', got {mode!r}"
             raise ValueError(message)
+        if self.finished:
+            return  # nothing is left to stop, so nothing is recorded
         if self._shutdown is None:
             self._shutdown = ShutdownInfo(
                 signal=signal_name, mode=mode, started_at=utc_now()

@@ -63,6 +63,11 @@ STATE_VERSION: Final = 1
 # than the bookkeeping of a long journal, and tiny runs never compact.
 MIN_COMPACT_BYTES: Final = 64 * 1024
 
+# Reads of a snapshot and its journal that a compaction may interrupt
+# before load() settles for the last one; each compaction at least doubles
+# the journal it takes to trigger the next, so two in a row are rare.
+LOAD_TRIES: Final = 5
+
 SNAPSHOT_NAME: Final = "run.json"
 JOURNAL_SUFFIX: Final = ".journal"
 # What a journal's name may be: a file in the state folder, never a path.
@@ -105,6 +110,9 @@ class TaskRecord(StateStruct, frozen=True, kw_only=True):
     blocked_root: str | None = None
     stop_reason: str | None = None
     carried_over: bool = False
+    # In a journal line only: ``attempts`` holds the attempts from this
+    # index on; the ones before are in the record the line updates.
+    attempts_from: int | None = None
 
 
 @final
@@ -232,6 +240,9 @@ class StateStore:
         """
         import fcntl
 
+        if self.directory.exists() and not self.directory.is_dir():
+            message = f"--state-dir: {str(self.directory)!r} exists and is not a folder"
+            raise StateError(message)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(
@@ -404,6 +415,25 @@ class StateStore:
         Raises:
             StateError: when there is no snapshot or it cannot be read.
         """
+        # A running trt may compact between reading the snapshot and its
+        # journal, leaving a journal that continues a newer snapshot; the
+        # rename gives run.json a new inode, so a changed one means: again.
+        for _ in range(LOAD_TRIES):
+            before = _identity(self.path)
+            state = self._read_snapshot()
+            if state.journal is None:
+                return state
+            if not _JOURNAL_NAME.fullmatch(state.journal):
+                message = (
+                    f"{str(self.path)!r} names no journal of trt's: {state.journal!r}"
+                )
+                raise StateError(message)
+            records = self._journal_records(self.directory / state.journal)
+            if _identity(self.path) == before:
+                break
+        return _replay(state, records)
+
+    def _read_snapshot(self) -> RunState:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -423,12 +453,7 @@ class StateStore:
                 f"this trt reads version {STATE_VERSION}"
             )
             raise StateError(message)
-        if state.journal is None:
-            return state
-        if not _JOURNAL_NAME.fullmatch(state.journal):
-            message = f"{str(self.path)!r} names no journal of trt's: {state.journal!r}"
-            raise StateError(message)
-        return _replay(state, self._journal_records(self.directory / state.journal))
+        return state
 
     def _journal_records(self, path: Path) -> list[JournalRecord]:
         try:
@@ -449,6 +474,23 @@ class StateStore:
         return records
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns
+
+
+def _updated(before: TaskRecord, change: TaskRecord) -> TaskRecord:
+    """Return the record ``change`` makes of ``before``."""
+    start = change.attempts_from
+    if start is None:
+        return change
+    attempts = before.attempts[:start] + change.attempts
+    return msgspec.structs.replace(change, attempts=attempts, attempts_from=None)
+
+
 def _replay(state: RunState, records: Iterable[JournalRecord]) -> RunState:
     """Apply journal ``records`` newer than the snapshot to ``state``."""
     tasks = dict(state.tasks_by_id)
@@ -461,7 +503,7 @@ def _replay(state: RunState, records: Iterable[JournalRecord]) -> RunState:
         changes["updated_at"] = record.at
         if record.id is not None and record.task is not None:
             if record.id in tasks:
-                tasks[record.id] = record.task
+                tasks[record.id] = _updated(tasks[record.id], record.task)
         if record.status is not None:
             changes["status"] = record.status
         if record.shutdown is not None:

@@ -98,8 +98,13 @@ class StateWriter:
         self._clock = clock
         self._journal = journal
         self._encode = msgspec.json.Encoder().encode
-        # Each task's latest record, encoded; reused by every snapshot.
-        self._encoded: dict[str, bytes] = {}
+        # Each task's latest record, encoded, in file order: every snapshot
+        # encodes this very dict, so an unchanged task costs a copy.
+        self._encoded: dict[str, msgspec.Raw] = {}
+        # Tasks whose kept record is older than their latest journal line.
+        self._stale: set[str] = set()
+        # How many of each task's attempts are on disk already.
+        self._persisted: dict[str, int] = {}
         # Insertion-ordered, so a batch keeps the order of the changes.
         self._dirty: dict[str, None] = {}
         self._shutdown: ShutdownInfo | None = None
@@ -166,7 +171,7 @@ class StateWriter:
             lines += prefix % self._seq
             lines += self._encode(task_id)
             lines += b',"task":'
-            lines += self._encode_task(task_id)
+            lines += self._encode_change(task_id)
             lines += b"}\n"
         # Only the last few become events: building one per change would
         # cost more than the change's own record.
@@ -175,16 +180,39 @@ class StateWriter:
             self._events.append(self._event(task_id, at, elapsed))
         return bytes(lines)
 
-    def _encode_task(self, task_id: str) -> bytes:
+    def _encode_change(self, task_id: str) -> bytes:
+        """Encode a task's change for the journal: new attempts only.
+
+        A journal line with every attempt so far would make a task with
+        many retries cost the square of its attempts; a line carries the
+        attempts from ``attemptsFrom`` on, and load() joins them up.
+        """
         record = self._record(task_id)
+        known = self._persisted.get(task_id, 0)
+        self._persisted[task_id] = len(record.attempts)
+        self._stale.add(task_id)
+        if known:
+            record = msgspec.structs.replace(
+                record, attempts=record.attempts[known:], attempts_from=known
+            )
+        return self._encode_record(record)
+
+    def _encode_task(self, task_id: str) -> bytes:
+        """Encode a task's whole record and keep it for snapshots."""
+        record = self._record(task_id)
+        data = self._encode_record(record)
+        self._encoded[task_id] = msgspec.Raw(data)
+        self._persisted[task_id] = len(record.attempts)
+        self._stale.discard(task_id)
+        return data
+
+    def _encode_record(self, record: TaskRecord) -> bytes:
         try:
-            data = self._encode(record)
+            return self._encode(record)
         except UnicodeEncodeError:
             # Text that is not valid Unicode (an exception message with a
             # lone surrogate) is kept, escaped, as in the reports.
-            data = encode_json(record)
-        self._encoded[task_id] = data
-        return data
+            return encode_json(record)
 
     def _event(self, task_id: str, at: str, elapsed: float) -> Event:
         record = self._record(task_id)
@@ -208,12 +236,13 @@ class StateWriter:
         interrupted one names none.
         """
         self._seq += 1
-        tasks: dict[str, Any] = {}
-        for task_id in self._ids:
-            data = self._encoded.get(task_id)
-            if data is None or task_id in self._dirty:
-                data = self._encode_task(task_id)
-            tasks[task_id] = msgspec.Raw(data)
+        if not self._encoded:
+            for task_id in self._ids:
+                self._encode_task(task_id)
+        else:
+            for task_id in [*self._dirty, *self._stale]:
+                self._encode_task(task_id)
+        tasks = self._encoded
         self._dirty.clear()
         self._shutdown = None
         journal = self._journal if status == "running" else None

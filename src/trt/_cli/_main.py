@@ -53,17 +53,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         err("trt: interrupted\n")
         return _exit_codes.INTERRUPTED
     except BaseExceptionGroup as group:
-        # Ctrl-C inside a running nursery arrives wrapped in a group.
-        if group.subgroup(KeyboardInterrupt) is None:
+        # Ctrl-C inside a running nursery arrives wrapped in a group, and
+        # so does an error of trt's raised inside one (state that cannot
+        # be saved before the first task starts).
+        if group.subgroup(KeyboardInterrupt) is not None:
+            err("trt: interrupted\n")
+            return _exit_codes.INTERRUPTED
+        ours, rest = group.split(TrtError)
+        if ours is None or rest is not None:
             return _internal_error(group, debug)
-        err("trt: interrupted\n")
-        return _exit_codes.INTERRUPTED
+        for leaf in _leaves(ours):
+            err(f"trt: error: {leaf}\n")
+        return _exit_codes.USAGE_ERROR
     except BrokenPipeError:
         # The reader of stdout went away (trt validate big.json | head):
         # what it did not read, it did not want.
         return _exit_codes.SUCCESS
     except Exception as exc:
         return _internal_error(exc, debug)
+
+
+def _leaves(group: BaseExceptionGroup[TrtError]) -> list[TrtError]:
+    found: list[TrtError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found += _leaves(exc)
+        else:
+            found.append(exc)
+    return found
 
 
 def _internal_error(exc: BaseException, debug: bool) -> int:

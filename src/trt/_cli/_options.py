@@ -422,6 +422,9 @@ def _parse_flags(command: str, args: list[str]) -> Options:
             raise UsageError(message)
     if command in TAKES_FILE and positionals:
         options.file = positionals.pop(0)
+    if command == "run" and options.json and not options.status:
+        message = "--json: only with --status (trt status --json)"
+        raise UsageError(message)
     if positionals:
         for index in extra_positions:
             if index in after_bare:

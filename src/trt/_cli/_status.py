@@ -37,6 +37,15 @@ def status(options: Options) -> int:
     except StateError as exc:
         message = f"{exc} (trt keeps a run's state there; see --state-dir)"
         raise StateError(message) from None
+    if options.file is not None:
+        import os
+
+        if os.path.realpath(options.file) != state.task_file_path:
+            message = (
+                f"the saved run in {options.state_dir!r} is of "
+                f"{state.task_file_path!r}, not {options.file!r}"
+            )
+            raise StateError(message)
     holder = store.holder()
     summary = describe(state, holder)
     if options.json:
@@ -117,8 +126,11 @@ def render(summary: dict[str, Any], state_dir: str = "state") -> str:
             f"mode {shutdown['mode']}"
         )
     if not summary["live"] and summary["status"] != "success":
-        command = f"trt run {printable(summary['taskFile'])} --resume"
+        import shlex
+
+        words = ["trt", "run", summary["taskFile"], "--resume"]
         if state_dir != "state":
-            command += f" --state-dir {printable(state_dir)}"
-        lines.append(f"resume:    {command}")
+            words += ["--state-dir", state_dir]
+        command = " ".join(shlex.quote(word) for word in words)
+        lines.append(f"resume:    {printable(command)}")
     return "\n".join(lines) + "\n"
