@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Protocol, final
 
 import trio
 
+from trt._functions import run_function
 from trt._model import CommandTask, FunctionTask
+from trt._process import run_command
 from trt._results import AttemptResult, ProcessEvidence
 from trt._task_context import TaskContext as TaskContext  # re-exported
 from trt._util import utc_now
@@ -151,12 +153,8 @@ class LocalExecutor:
     async def run_task(self, task: Task, context: AttemptContext) -> AttemptResult:
         """Run ``task`` here, as a process or a call, and report the result."""
         if isinstance(task, CommandTask):
-            from trt._process import run_command
-
             return await run_command(task, context)
         if isinstance(task, FunctionTask):
-            from trt._functions import run_function
-
             return await run_function(task, context)
         message = f"task kind {task.kind!r} has no executor"
         raise TypeError(message)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trt._executor import TaskContext
 from trt._process import signal_name
 from trt._results import TaskError
+from trt._task_context import TaskContext
 from trt._worker import (
     LoadError,
     call_in_worker,
