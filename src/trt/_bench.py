@@ -548,6 +548,7 @@ def delays_headline(folder: Path, rounds: int) -> ScenarioResult:
 
 def run_bench(quick: bool, reports_dir: Path, command: str) -> BenchReport:
     """Run every scenario and its baselines; write bench.json and the report."""
+    import compileall
     import platform
 
     import trio
@@ -555,6 +556,10 @@ def run_bench(quick: bool, reports_dir: Path, command: str) -> BenchReport:
     from trt._bench_report import check_targets, write_reports
     from trt._util import utc_now
 
+    # Start-up is part of what is measured: make sure it is not spent
+    # compiling trt's sources, which it would be under
+    # PYTHONDONTWRITEBYTECODE (set on our machines) or in a fresh checkout.
+    compileall.compile_dir(str(Path(__file__).parent), quiet=2)
     started_at = utc_now()
     started = time.perf_counter()
     results: list[ScenarioResult] = []
