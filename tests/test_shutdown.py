@@ -154,6 +154,28 @@ class TestDrain:
         assert len(executor.started) == 1
         assert runtime.task_statuses() == {"flaky": "failed"}
 
+    async def test_a_drain_with_nothing_queued_stops_nothing(
+        self, write_tasks: WriteTasks, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        graph = trt.load_task_file(write_tasks(scripted("only", 1000)))
+        runtime = trt.Runtime(graph, executor=ScriptedExecutor())
+
+        results: list[trt.RunResult] = []
+
+        async def run() -> None:
+            results.append(await runtime.run())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await trio.sleep(0.5)
+            runtime.shutdown("SIGTERM", "drain")
+
+        (result,) = results
+        assert result.ok
+        assert result.canceled_at is None
+        assert result.stop_reason is None
+        assert result.shutdown is not None
+
     async def test_cancel_after_a_drain_still_cancels_what_runs(
         self, write_tasks: WriteTasks, autojump_clock: trio.testing.MockClock
     ) -> None:
@@ -195,6 +217,18 @@ def wait_for_running(count: int) -> None:
                 return
         time.sleep(0.05)
     pytest.fail("the run never got going")
+
+
+def test_a_run_without_signals_clears_an_old_shutdown_report(
+    write_tasks: WriteTasks,
+) -> None:
+    (cli_cwd() / "reports").mkdir()
+    (cli_cwd() / "reports" / "shutdown.json").write_text("{}")
+
+    done = run_cli("run", str(write_tasks(command("a", "true"))))
+
+    assert done.returncode == 0
+    assert not (cli_cwd() / "reports" / "shutdown.json").exists()
 
 
 class TestRealSignals:

@@ -33,7 +33,7 @@ def check_targets(results: list[ScenarioResult]) -> list[Target]:
     """Compare the scale and headline scenarios with the issue's targets."""
     targets = []
     noop = _find(results, "noop-")
-    if noop is not None:
+    if noop is not None and noop.per_task_us is not None:
         targets.append(
             Target(
                 name=f"{noop.task_count} no-op functions, events and state on",
@@ -161,8 +161,8 @@ def _group_section(group: str, results: list[ScenarioResult]) -> list[str]:
             f"{_ms(r.ideal_ms)} | {_x(r.ratios.get('ideal'))} | {refs} | "
             f"{ratios or '-'} | {r.throughput_per_second:,.1f} | {r.success_count} | "
             f"{r.failed_count} | {r.timed_out_count} | {r.canceled_count} | "
-            f"{r.retry_count} | {r.queue_ms_avg:.1f} / {r.queue_ms_p95:.1f} | "
-            f"{r.max_active} | {r.per_task_us:,.1f} | {r.peak_rss_mb:.1f} |"
+            f"{r.retry_count} | {_ms(r.queue_ms_avg)} / {_ms(r.queue_ms_p95)} | "
+            f"{r.max_active} | {_ms(r.per_task_us)} | {_ms(r.peak_rss_mb)} |"
         )
     lines += ["", _interpret(group, results), ""]
     return lines
@@ -181,7 +181,7 @@ def _interpret(group: str, results: list[ScenarioResult]) -> str:
             "waiting, so time falls with the slot count until the mix runs out "
             f"of tasks: at {fast.concurrency} slots the longest sleep bounds "
             f"the run (ideal {_ms(fast.ideal_ms)} ms), and queue waits drop "
-            f"from {slow.queue_ms_avg:.0f} ms to {fast.queue_ms_avg:.0f} ms on "
+            f"from {_ms(slow.queue_ms_avg)} ms to {_ms(fast.queue_ms_avg)} ms on "
             "average. What trt adds over the ideal is process start and "
             "teardown, the same as the bare Trio loop pays."
         )
@@ -221,7 +221,7 @@ def _interpret(group: str, results: list[ScenarioResult]) -> str:
             if r.name.startswith("spawn-"):
                 parts.append(
                     f"Spawning {r.task_count} processes costs "
-                    f"{r.per_task_us:,.0f} µs each; xargs is the floor for "
+                    f"{_ms(r.per_task_us)} µs each; xargs is the floor for "
                     "starting processes, the bare Trio loop what Trio's own "
                     "run_process pays."
                 )
@@ -229,7 +229,7 @@ def _interpret(group: str, results: list[ScenarioResult]) -> str:
                 bare = r.baselines_ms.get("bareTrioNursery")
                 bare_us = bare * 1000 / r.task_count if bare else None
                 parts.append(
-                    f"{r.task_count} no-op functions cost {r.per_task_us:.1f} µs "
+                    f"{r.task_count} no-op functions cost {_ms(r.per_task_us)} µs "
                     "each with state and events on"
                     + (
                         f", against {bare_us:.1f} µs for a bare nursery task per job"

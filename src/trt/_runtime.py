@@ -195,6 +195,9 @@ class Runtime:
         self._started_clock = 0.0
         self._end_watchers: list[Callable[[], None]] = []
         self._ended = False
+        # Nothing new starts once the run stops (cancel, drain, a mode
+        # settling); _aborted: running attempts were canceled too.
+        self._stopping = False
         self._aborted = False
         self._shutdown: ShutdownInfo | None = None
         self.store = store
@@ -335,7 +338,7 @@ class Runtime:
                 "task:finish", task_id=state.task.id, status=SUCCESS, message=message
             )
             reason = self._rules.settle_on(state.task.id, SUCCESS)
-            if reason is not None and self._canceled_at is None:
+            if reason is not None and not self._stopping:
                 self._stop_reason = reason
                 self._settled_by_mode = True
                 self.cancel(reason)
@@ -554,26 +557,40 @@ class Runtime:
             raise RuntimeError(message)
         if self._unfinished == 0:
             return
+        if not self._stopping:
+            self._stopping = True
+            self._ready.clear()
+            waiting = [
+                state
+                for state in self._states.values()
+                if state.status in (PENDING, QUEUED, WAITING_RETRY)
+            ]
+            if waiting:
+                self._record_stop(reason)
+            for state in waiting:
+                if state.cancel_scope is not None:
+                    state.cancel_scope.cancel()
+                state.stop_reason = reason
+                self._finish(state, CANCELED)
+        if abort_running and not self._aborted:
+            self._aborted = True
+            running = [s for s in self._states.values() if s.status == RUNNING]
+            if running:
+                self._record_stop(reason)
+            for state in running:
+                assert state.cancel_scope is not None
+                state.stop_reason = state.stop_reason or reason
+                state.cancel_scope.cancel()
+        self._after_finish()
+
+    def _record_stop(self, reason: str) -> None:
+        # Only a stop that ended some task's work is recorded as one: a
+        # drain with nothing left to cancel stopped nothing.
         if self._canceled_at is None:
             self._canceled_at = utc_now()
             self._cancel_reason = reason
             if self._stop_reason is None:
                 self._stop_reason = reason
-            self._ready.clear()
-            for state in self._states.values():
-                if state.status in (PENDING, QUEUED, WAITING_RETRY):
-                    if state.cancel_scope is not None:
-                        state.cancel_scope.cancel()
-                    state.stop_reason = reason
-                    self._finish(state, CANCELED)
-        if abort_running and not self._aborted:
-            self._aborted = True
-            for state in self._states.values():
-                if state.status == RUNNING:
-                    assert state.cancel_scope is not None
-                    state.stop_reason = state.stop_reason or reason
-                    state.cancel_scope.cancel()
-        self._after_finish()
 
     async def _cancel_after(self, delay_ms: int) -> None:
         with self._timer_scope:
@@ -697,7 +714,7 @@ class Runtime:
         tries = attempt - state.prior_attempts
         if (
             result.status != SUCCESS
-            and self._canceled_at is None
+            and not self._stopping
             and tries < policy.max_attempts
             and policy.allows(result.status, kind)
         ):
@@ -787,7 +804,7 @@ class Runtime:
         else:
             self._block_dependents(state)
         reason = self._rules.settle_on(state.task.id, status)
-        if reason is not None and self._canceled_at is None:
+        if reason is not None and not self._stopping:
             self._stop_reason = reason
             self._settled_by_mode = True
             self.cancel(reason)

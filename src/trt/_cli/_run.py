@@ -14,6 +14,8 @@ Signals, from the first line of run() to the process's exit::
 
 from __future__ import annotations
 
+import contextlib
+
 from trt._cli import _exit_codes
 from trt._cli._console import err, printable
 from trt._cli._options import Options
@@ -419,6 +421,12 @@ def _run_and_report(
         if shutdown is not None:
             problems.append(shutdown)
             code = _exit_codes.RUN_FAILED
+    else:
+        # A shutdown.json left by an earlier run would describe this one.
+        import os
+
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(options.reports_dir, "shutdown.json"))
     _print_summary(result, report)
     for problem in problems:
         err(f"trt: error: {problem}\n")
@@ -532,13 +540,16 @@ def _write_shutdown(
 
 def _forced_exit(options: Options, runtime: Runtime, stop: _Stop) -> int:
     """Finish a run a second signal cut short: shutdown.json, one line."""
+    import os
     import signal
 
     assert stop.forced is not None
     problem = _write_shutdown(options, runtime, stop, None, stop.forced)
     name = signal.Signals(stop.signals[-1]).name
     saved = (
-        f"state saved in {options.state_dir}" if stop.state_saved else "state NOT saved"
+        f"state saved to {os.path.join(options.state_dir, 'run.json')}"
+        if stop.state_saved
+        else "state NOT saved"
     )
     err(
         f"trt: second signal ({name}): stopped at once, every process group "
@@ -563,7 +574,8 @@ def _print_summary(result: RunResult, report: str) -> None:
             counts.append(f"{count} {label}")
     seconds = metrics.duration_ms / 1000
     err(
-        f"trt: {result.status}: {metrics.task_count} tasks, "
+        f"trt: {result.status}: {metrics.task_count} "
+        f"{'task' if metrics.task_count == 1 else 'tasks'}, "
         f"{', '.join(counts)} in {seconds:.2f} s; report: {report}\n"
     )
     if result.resumed_from is not None:
