@@ -187,14 +187,16 @@ class StateWriter:
         many retries cost the square of its attempts; a line carries the
         attempts from ``attemptsFrom`` on, and load() joins them up.
         """
-        record = self._record(task_id)
         known = self._persisted.get(task_id, 0)
+        if not known:
+            # Nothing to leave out: the whole record, kept for snapshots.
+            return self._encode_task(task_id)
+        record = self._record(task_id)
         self._persisted[task_id] = len(record.attempts)
         self._stale.add(task_id)
-        if known:
-            record = msgspec.structs.replace(
-                record, attempts=record.attempts[known:], attempts_from=known
-            )
+        record = msgspec.structs.replace(
+            record, attempts=record.attempts[known:], attempts_from=known
+        )
         return self._encode_record(record)
 
     def _encode_task(self, task_id: str) -> bytes:
