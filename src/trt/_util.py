@@ -18,20 +18,27 @@ def utc_stamp(seconds: float) -> str:
     """Return ``seconds`` since the epoch as ISO 8601 with ms, in UTC.
 
     Called several times per task, so the date and time part is formatted
-    once per second and reused; the result equals
-    ``datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")``.
+    once per second and reused; the result is that of
+    ``datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")``
+    but for float rounding in the last millisecond.
     """
-    global _second, _prefix
+    global _second, _prefix, _last
     second = int(seconds)
+    millis = int((seconds - second) * 1000)
+    if (second, millis) == _last[0]:
+        # A busy run stamps many events within one millisecond.
+        return _last[1]
     if second != _second:
         stamp = datetime.fromtimestamp(second, UTC)
         _second, _prefix = second, stamp.strftime("%Y-%m-%dT%H:%M:%S")
-    millis = int((seconds - second) * 1000)
-    return f"{_prefix}.{millis:03d}+00:00"
+    text = f"{_prefix}.{millis:03d}+00:00"
+    _last = ((second, millis), text)
+    return text
 
 
 _second = -1
 _prefix = ""
+_last: tuple[tuple[int, int], str] = ((-1, -1), "")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
