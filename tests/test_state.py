@@ -634,3 +634,22 @@ class TestBreakRound:
                 signal.signal(signum, handler)
 
         assert recorder.signals == [signal.SIGINT, signal.SIGTERM]
+
+
+async def test_hand_framed_records_decode_to_the_built_ones(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    path = write_tasks(
+        scripted("ready"), scripted("waits", dependsOn=["ready"]), name="q.json"
+    )
+    graph = trt.load_task_file(path)
+    runtime = trt.Runtime(graph, executor=ScriptedExecutor(), previous=None)
+    runtime._hashes = {task.id: f"h-{task.id}" for task in graph}
+    runtime._states["ready"].status = "queued"
+    runtime._states["ready"].queued_at = "2026-01-01T00:00:00.000+00:00"
+
+    for task_id in ("ready", "waits"):
+        quick = runtime._quick_record(task_id)
+        assert quick is not None
+        decoded = msgspec.json.decode(quick, type=trt.TaskRecord)
+        assert decoded == runtime._task_record(task_id)

@@ -73,6 +73,8 @@ class StateWriter:
         store: an open store.
         task_ids: every task id, in file order.
         record: builds the current record of a task, by id.
+        quick: the encoded record of a task that has not started, framed
+            cheaply, or None when ``record`` is needed.
         header: builds the run's snapshot for a status, a sequence number,
             the tasks (as encoded records), the latest events and the name
             of the journal that continues it.
@@ -85,6 +87,7 @@ class StateWriter:
         store: StateStore,
         task_ids: Sequence[str],
         record: Callable[[str], TaskRecord],
+        quick: Callable[[str], bytes | None],
         header: Callable[
             [str, int, dict[str, Any], tuple[Event, ...], str | None], RunState
         ],
@@ -94,6 +97,7 @@ class StateWriter:
         self.store = store
         self._ids = task_ids
         self._record = record
+        self._quick = quick
         self._header = header
         self._clock = clock
         self._journal = journal
@@ -103,6 +107,8 @@ class StateWriter:
         self._encoded: dict[str, msgspec.Raw] = {}
         # Tasks whose kept record is older than their latest journal line.
         self._stale: set[str] = set()
+        # Task ids as JSON strings, encoded once each.
+        self._ids_json: dict[str, bytes] = {}
         # How many of each task's attempts are on disk already.
         self._persisted: dict[str, int] = {}
         # Insertion-ordered, so a batch keeps the order of the changes.
@@ -165,14 +171,19 @@ class StateWriter:
         dirty, self._dirty = self._dirty, {}
         # The lines JournalRecord would encode to, framed by hand: this is
         # the one loop that runs once per change of every task.
-        prefix = b'{"seq":%d,"at":"' + at.encode() + b'","id":'
+        frame = b'{"seq":%d,"at":"' + at.encode() + b'","id":%s,"task":%s}\n'
+        ids = self._ids_json
+        encode_change = self._encode_change
+        seq = self._seq
+        parts = [bytes(lines)]
         for task_id in dirty:
-            self._seq += 1
-            lines += prefix % self._seq
-            lines += self._encode(task_id)
-            lines += b',"task":'
-            lines += self._encode_change(task_id)
-            lines += b"}\n"
+            seq += 1
+            name = ids.get(task_id)
+            if name is None:
+                name = ids[task_id] = self._encode(task_id)
+            parts.append(frame % (seq, name, encode_change(task_id)))
+        self._seq = seq
+        lines = bytearray(b"".join(parts))
         # Only the last few become events: building one per change would
         # cost more than the change's own record.
         elapsed = self._clock()
@@ -201,10 +212,14 @@ class StateWriter:
 
     def _encode_task(self, task_id: str) -> bytes:
         """Encode a task's whole record and keep it for snapshots."""
-        record = self._record(task_id)
-        data = self._encode_record(record)
+        data = self._quick(task_id)
+        attempts = 0
+        if data is None:
+            record = self._record(task_id)
+            data = self._encode_record(record)
+            attempts = len(record.attempts)
         self._encoded[task_id] = msgspec.Raw(data)
-        self._persisted[task_id] = len(record.attempts)
+        self._persisted[task_id] = attempts
         self._stale.discard(task_id)
         return data
 
