@@ -333,6 +333,15 @@ class StateStore:
         with self._mutex:
             if self._closed or seq < self._saved_seq:
                 return False
+            path = None if journal is None else self.directory / journal
+            if path != self.journal_path and self._journal_fd is not None:
+                os.close(self._journal_fd)
+                self._journal_fd = None
+            if path is not None and self._journal_fd is None:
+                # Created before the snapshot is renamed into place, so the
+                # folder's fsync in write_atomic makes both names durable.
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                self._journal_fd = os.open(path, flags, 0o666)
             write_atomic(self.path, data)
             self._saved_seq = seq
             self.snapshot_bytes = len(data)
@@ -340,14 +349,8 @@ class StateStore:
             # Only now that the snapshot is durable may journals go: lines
             # left by a crash in between have seq <= the snapshot's, or
             # belong to a journal no snapshot names any more.
-            path = None if journal is None else self.directory / journal
-            if path != self.journal_path and self._journal_fd is not None:
-                os.close(self._journal_fd)
-                self._journal_fd = None
             self.journal_path = path
-            if path is not None:
-                if self._journal_fd is None:
-                    self._journal_fd = self._open_journal(path)
+            if self._journal_fd is not None:
                 os.ftruncate(self._journal_fd, 0)
             for stale in self.directory.glob(f"*{JOURNAL_SUFFIX}"):
                 if stale != path:
@@ -387,17 +390,6 @@ class StateStore:
             self.journal_bytes += len(lines)
             self.bytes_written += len(lines)
             return True
-
-    def _open_journal(self, path: Path) -> int:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o666)
-        # The new name must survive a power cut as well as the lines do.
-        folder = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-        return fd
 
     # -- reading ---------------------------------------------------------
 

@@ -135,7 +135,11 @@ class StateWriter:
         self._lot.unpark()
 
     def close(self) -> None:
-        """Write what is pending, then let :meth:`run` return."""
+        """Let :meth:`run` return once the write under way is done.
+
+        Changes still pending are not appended: the final snapshot, which
+        :meth:`finish` writes next, holds them anyway.
+        """
         self._closing = True
         self._lot.unpark()
 
@@ -147,6 +151,8 @@ class StateWriter:
                 if self._closing or self.failure is not None:
                     return
                 await self._lot.park()
+            if self._closing:
+                return
             lines = self._take_batch()
             try:
                 await trio.to_thread.run_sync(store.append_lines, lines)
