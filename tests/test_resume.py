@@ -438,6 +438,35 @@ class TestBreakRound:
         assert done.returncode == 2
         assert f"is of {str(one)!r}, not {str(two)!r}" in done.stderr
 
+    def test_a_bad_timeout_time_is_a_state_error(self, write_tasks: WriteTasks) -> None:
+        graph = trt.load_task_file(write_tasks(command("a", "true")))
+        bad = msgspec.structs.replace(attempt("a", 1, "timed_out"), timed_out_at="x")
+        record = msgspec.structs.replace(done(graph, "a", "timed_out"), attempts=(bad,))
+
+        with pytest.raises(trt.StateError, match=r"a\.attempts\[0\]\.timedOutAt"):
+            check_same_run(graph, saved_run(graph, a=record))
+
+    def test_status_takes_no_run_flags(self) -> None:
+        done = run_cli("run", "--status", "--resume")
+
+        assert done.returncode == 2
+        assert done.stderr == (
+            "trt: error: --status shows the saved run; it takes no --resume\n"
+        )
+
+    def test_a_file_named_like_a_flag_gets_a_hint_that_works(self) -> None:
+        document = {"version": 1, "tasks": [command("bad", "false")]}
+        (cli_cwd() / "-t.json").write_text(json.dumps(document))
+
+        run_cli("run", "--", "-t.json")
+        status = run_cli("status")
+        hint = status.stdout.splitlines()[-1].split()[1:]
+        again = run_cli(*hint[1:])
+
+        assert hint == ["trt", "run", "./-t.json", "--resume"]
+        assert again.returncode == 1, again.stderr
+        assert "resumed run" in again.stderr
+
     def test_json_without_status_is_refused(self, write_tasks: WriteTasks) -> None:
         done = run_cli("run", str(write_tasks(command("a", "true"))), "--json")
 

@@ -41,23 +41,31 @@ class TestDecisions:
     def test_the_first_signal_begins_a_shutdown_in_the_chosen_mode(
         self, mode: str
     ) -> None:
-        action = on_signal(0, signal.SIGTERM, mode)
+        action = on_signal(None, 0.0, signal.SIGTERM, mode)
 
         assert action == SignalAction(kind="shutdown", mode=mode)
 
     @pytest.mark.parametrize(
         ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
     )
-    def test_any_later_signal_forces_the_exit(self, signum: int, code: int) -> None:
-        assert on_signal(1, signum, "drain") == SignalAction(
+    def test_a_later_signal_forces_the_exit(self, signum: int, code: int) -> None:
+        assert on_signal(signal.SIGTERM, 2.0, signum, "drain") == SignalAction(
             kind="force", exit_code=code
         )
-        assert on_signal(5, signum, "cancel").exit_code == code
+        assert on_signal(signal.SIGINT, 0.6, signum, "cancel").exit_code == code
         assert forced_exit_code(signum) == code
+
+    def test_the_same_signal_at_once_is_an_echo_of_the_first(self) -> None:
+        """GNU timeout signals trt, then trt's whole process group."""
+        echo = on_signal(signal.SIGTERM, 0.01, signal.SIGTERM, "cancel")
+        other = on_signal(signal.SIGTERM, 0.01, signal.SIGINT, "cancel")
+
+        assert echo == SignalAction(kind="ignore")
+        assert other.kind == "force"
 
     def test_an_unknown_mode_is_refused(self) -> None:
         with pytest.raises(ValueError, match="got 'later'"):
-            on_signal(0, signal.SIGINT, "later")
+            on_signal(None, 0.0, signal.SIGINT, "later")
 
     def test_incomplete_work_is_canceled_or_still_open(self) -> None:
         statuses = {

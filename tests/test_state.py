@@ -109,14 +109,17 @@ class TestStore:
         with trt.StateStore(tmp_path) as store:
             store.save(state_of(["a"]))
             store.append([record(5, "a", "success")])
-        (tmp_path / "r1.journal").rename(tmp_path / "old.journal")
+        old = tmp_path / f"{'0' * 32}.journal"
+        (tmp_path / "r1.journal").rename(old)
+        (tmp_path / "notes.journal").write_text("not trt's")
 
         with trt.StateStore(tmp_path) as store:
             store.save(state_of(["a"]))
             loaded = store.load()
 
         assert loaded.tasks_by_id["a"].status == "pending"
-        assert not (tmp_path / "old.journal").exists()
+        assert not old.exists()
+        assert (tmp_path / "notes.journal").read_text() == "not trt's"
 
     def test_a_journal_name_that_is_a_path_is_refused(self, tmp_path: Path) -> None:
         state = msgspec.structs.replace(state_of(["a"]), journal="../secrets.journal")
@@ -653,3 +656,14 @@ async def test_hand_framed_records_decode_to_the_built_ones(
         assert quick is not None
         decoded = msgspec.json.decode(quick, type=trt.TaskRecord)
         assert decoded == runtime._task_record(task_id)
+
+
+def test_nothing_is_appended_after_a_snapshot_without_journal(tmp_path: Path) -> None:
+    """A forced exit's snapshot is the last word, even for a late batch."""
+    with trt.StateStore(tmp_path) as store:
+        store.save(state_of(["a"]))
+        store.save(state_of(["a"], status="interrupted", seq=5))
+
+        assert not store.append([record(6, "a", "success")])
+
+    assert trt.StateStore(tmp_path).load().status == "interrupted"

@@ -106,10 +106,19 @@ def _check_times(previous: RunState) -> None:
     for task_id, record in previous.tasks_by_id.items():
         if record.running is not None:
             where.append((f"{task_id}.running.startedAt", record.running.started_at))
+        for name in ("queued_at", "started_at", "ended_at"):
+            value = getattr(record, name)
+            if value is not None:
+                where.append((f"{task_id}.{_camel(name)}", value))
         for index, attempt in enumerate(record.attempts):
             prefix = f"{task_id}.attempts[{index}]"
             where.append((f"{prefix}.startedAt", attempt.started_at))
             where.append((f"{prefix}.endedAt", attempt.ended_at))
+            if attempt.timed_out_at is not None:
+                where.append((f"{prefix}.timedOutAt", attempt.timed_out_at))
+            process = attempt.process
+            if process is not None and process.terminated_at is not None:
+                where.append((f"{prefix}.process.terminatedAt", process.terminated_at))
     for place, text in where:
         try:
             stamp = datetime.fromisoformat(text or "")
@@ -123,6 +132,11 @@ def _check_times(previous: RunState) -> None:
             if place == "updatedAt":
                 message = message.replace("$.tasksById.", "$.")
             raise StateError(message)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
 
 
 def _some(ids: list[str]) -> str:

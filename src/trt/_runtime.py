@@ -347,7 +347,13 @@ class Runtime:
     # -- state on disk ---------------------------------------------------
 
     async def _begin_state(self, store: StateStore) -> StateWriter:
-        """Save the whole run once, and return the writer that goes on."""
+        """Save the whole run once, and return the writer that goes on.
+
+        The snapshot is built here, on the loop, from a consistent view of
+        the tasks; only the writing happens in a thread. Changes made while
+        it is written (a signal can cancel tasks meanwhile) are marked for
+        the journal like any other.
+        """
         writer = StateWriter(
             store,
             tuple(self._states),
@@ -357,8 +363,10 @@ class Runtime:
             lambda: (trio.current_time() - self._started_clock) * 1000,
             journal=f"{self.run_id}.journal",
         )
+        self._writer = writer
+        data, seq, journal = writer.snapshot(RUNNING)
         try:
-            await trio.to_thread.run_sync(writer.save_now, RUNNING)
+            await trio.to_thread.run_sync(store.write_snapshot, data, seq, journal)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             message = f"cannot save the run's state in {store.directory}: {reason}"

@@ -7,7 +7,9 @@ Pure functions, so the rules are tested without sending signals:
   either way nothing new starts and queued work is canceled;
 - any later one forces the exit: one best-effort snapshot, every process
   group killed, exit code 128 + the signal number (130 for SIGINT, 143 for
-  SIGTERM), as shells report a death by that signal.
+  SIGTERM), as shells report a death by that signal;
+- except the same signal again within half a second, an echo of the
+  first (GNU timeout sends it to trt and then to trt's process group).
 """
 
 from __future__ import annotations
@@ -25,25 +27,34 @@ if TYPE_CHECKING:
 
 SHUTDOWN_MODES: Final = ("cancel", "drain")
 
+# The same signal again within this many seconds is taken for an echo of
+# the first, not a second request: no one presses Ctrl-C twice this fast,
+# while tools that signal both a process and its group do.
+ECHO_SECONDS: Final = 0.5
+
 
 @final
 class SignalAction(msgspec.Struct, frozen=True, kw_only=True):
     """What to do about one received signal.
 
-    ``kind`` is "shutdown" (begin a graceful shutdown in ``mode``) or
-    "force" (snapshot, kill, exit with ``exit_code``).
+    ``kind`` is "shutdown" (begin a graceful shutdown in ``mode``),
+    "force" (snapshot, kill, exit with ``exit_code``) or "ignore" (the
+    first signal again, too soon to be a second request).
     """
 
-    kind: Literal["shutdown", "force"]
+    kind: Literal["shutdown", "force", "ignore"]
     mode: str | None = None
     exit_code: int | None = None
 
 
-def on_signal(received_before: int, signum: int, mode: str) -> SignalAction:
+def on_signal(
+    first: int | None, seconds_since_first: float, signum: int, mode: str
+) -> SignalAction:
     """Decide what the signal ``signum`` does.
 
     Args:
-        received_before: how many stop signals came before this one.
+        first: the first stop signal received, or None if this is it.
+        seconds_since_first: the time since that first signal.
         signum: the signal now received.
         mode: the ``--shutdown`` mode, "cancel" or "drain".
 
@@ -53,8 +64,12 @@ def on_signal(received_before: int, signum: int, mode: str) -> SignalAction:
     if mode not in SHUTDOWN_MODES:
         message = f"mode must be one of {', '.join(SHUTDOWN_MODES)}; got {mode!r}"
         raise ValueError(message)
-    if received_before == 0:
+    if first is None:
         return SignalAction(kind="shutdown", mode=mode)
+    if signum == first and seconds_since_first < ECHO_SECONDS:
+        # One stop, delivered twice: GNU timeout, for one, signals the
+        # child and then its whole process group, trt included.
+        return SignalAction(kind="ignore")
     return SignalAction(kind="force", exit_code=forced_exit_code(signum))
 
 

@@ -68,8 +68,13 @@ MIN_COMPACT_BYTES: Final = 64 * 1024
 # the journal it takes to trigger the next, so two in a row are rare.
 LOAD_TRIES: Final = 5
 
+# Tries, 5 ms apart, before a held lock means another run holds it.
+LOCK_TRIES: Final = 20
+
 SNAPSHOT_NAME: Final = "run.json"
 JOURNAL_SUFFIX: Final = ".journal"
+# The journals trt writes: the run id (uuid4 hex) and the suffix.
+_RUN_JOURNAL: Final = re.compile(r"[0-9a-f]{32}\.journal")
 # What a journal's name may be: a file in the state folder, never a path.
 _JOURNAL_NAME: Final = re.compile(r"[0-9A-Za-z_-]{1,64}\.journal")
 LOCK_NAME: Final = "lock"
@@ -238,7 +243,6 @@ class StateStore:
             StateError: when the folder cannot be created or another trt
                 process holds the lock.
         """
-        import fcntl
 
         if self.directory.exists() and not self.directory.is_dir():
             message = f"--state-dir: {str(self.directory)!r} exists and is not a folder"
@@ -255,7 +259,7 @@ class StateStore:
             )
             raise StateError(message) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_soon(fd)
         except OSError as exc:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             os.close(fd)
@@ -353,7 +357,8 @@ class StateStore:
             if self._journal_fd is not None:
                 os.ftruncate(self._journal_fd, 0)
             for stale in self.directory.glob(f"*{JOURNAL_SUFFIX}"):
-                if stale != path:
+                # Only trt's own journals: never another file of the folder.
+                if stale != path and _RUN_JOURNAL.fullmatch(stale.name):
                     stale.unlink(missing_ok=True)
             self.journal_bytes = 0
             return True
@@ -376,11 +381,10 @@ class StateStore:
             OSError: when the journal cannot be written.
         """
         with self._mutex:
-            if self._closed:
+            if self._closed or self._journal_fd is None:
+                # Closed, or the last snapshot names no journal (a forced
+                # exit's, which nothing may follow): not written.
                 return False
-            if self._journal_fd is None:
-                message = "no snapshot names a journal yet; save() one first"
-                raise RuntimeError(message)
             view = memoryview(lines)
             while view:
                 written = os.write(self._journal_fd, view)
@@ -464,6 +468,25 @@ class StateStore:
                 # A torn append: nothing after it was acknowledged either.
                 break
         return records
+
+
+def _lock_soon(fd: int) -> None:
+    """Take the folder's lock, waiting out a brief holder such as status.
+
+    ``trt status`` takes the lock for an instant to see whether a run
+    holds it; a run starting at that instant must not be refused for it.
+    """
+    import fcntl
+    import time
+
+    for _ in range(LOCK_TRIES - 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            time.sleep(0.005)
+        else:
+            return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

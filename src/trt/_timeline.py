@@ -67,11 +67,14 @@ def place_attempts(result: RunResult) -> list[Bar]:
     so there are at most as many lanes as attempts ever ran at once.
     """
     origin = datetime.fromisoformat(result.started_at)
+    length = _ms(result.ended_at, origin)
     raw = []
     for task in result.tasks:
+        if task.carried_over:
+            continue  # its attempts belong to the run this one resumed
         for attempt in task.attempts:
             start = _ms(attempt.started_at, origin)
-            if start < 0:
+            if not 0 <= start <= length:
                 # History from the run this one resumed: not on this clock.
                 continue
             end = max(_ms(attempt.ended_at, origin), start)

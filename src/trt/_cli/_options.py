@@ -425,6 +425,12 @@ def _parse_flags(command: str, args: list[str]) -> Options:
     if command == "run" and options.json and not options.status:
         message = "--json: only with --status (trt status --json)"
         raise UsageError(message)
+    if command == "run" and options.status:
+        extra = sorted(options.given - {"status", "json", "state_dir", "debug"})
+        if extra:
+            name = "--" + extra[0].replace("_", "-")
+            message = f"--status shows the saved run; it takes no {name}"
+            raise UsageError(message)
     if positionals:
         for index in extra_positions:
             if index in after_bare:

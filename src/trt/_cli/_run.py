@@ -179,6 +179,7 @@ class _Stop:
 
     def __init__(self) -> None:
         self.signals: list[int] = []
+        self.first_at = 0.0
         # Signals that came after every task had finished: they stop
         # nothing, and are only mentioned.
         self.late: list[int] = []
@@ -212,6 +213,7 @@ async def _run_with_signals(
     """
     import functools
     import signal
+    import time
 
     import trio
 
@@ -234,7 +236,13 @@ async def _run_with_signals(
                         # Every task ended; what is left is writing state.
                         stop.late.append(signum)
                         continue
-                    action = on_signal(len(stop.signals), signum, shutdown_mode)
+                    first = stop.signals[0] if stop.signals else None
+                    since = time.monotonic() - stop.first_at
+                    action = on_signal(first, since, signum, shutdown_mode)
+                    if action.kind == "ignore":
+                        continue
+                    if first is None:
+                        stop.first_at = time.monotonic()
                     stop.signals.append(signum)
                     name = signal.Signals(signum).name
                     if action.kind == "shutdown":
@@ -361,7 +369,21 @@ def run(options: Options) -> int:
 
         name = signal.Signals(late[0]).name
         err(f"trt: {name} arrived after every task had ended; it stopped nothing\n")
+    _ignore_stop_signals()
     return code
+
+
+def _ignore_stop_signals() -> None:
+    """Ignore SIGINT and SIGTERM for the rest of the process.
+
+    The interpreter puts the default handlers back while it shuts down, so
+    a signal in trt's last milliseconds would otherwise kill it after all
+    its work is done, with the wrong exit status.
+    """
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _stopped_before_start(signum: int) -> int:
@@ -439,7 +461,10 @@ def _resume_command(options: Options) -> str:
     """The command that resumes this run, quoted for a POSIX shell."""
     import shlex
 
-    words = ["trt", "run", options.file or "", "--resume"]
+    path = options.file or ""
+    if path.startswith("-"):
+        path = "./" + path  # or the parser takes it for a flag
+    words = ["trt", "run", path, "--resume"]
     if options.state_dir != "state":
         words += ["--state-dir", options.state_dir]
     return " ".join(shlex.quote(word) for word in words)
@@ -459,8 +484,10 @@ def _stopped_line(options: Options, result: RunResult, signum: int) -> str:
     )
     if cut:
         how = f"{cut} running {'task was' if cut == 1 else 'tasks were'} terminated"
-    else:
+    elif options.shutdown == "drain":
         how = "running tasks were let finish"
+    else:
+        how = "no task was running"
     line = f"trt: stopped by {name} (--shutdown {options.shutdown}): {how}"
     if not result.ok:
         line += f"; resume with: {printable(_resume_command(options))}"

@@ -76,6 +76,7 @@ def describe(state: RunState, holder: int | None) -> dict[str, Any]:
     return {
         "runId": state.run_id,
         "taskFile": state.task_file,
+        "taskFilePath": state.task_file_path,
         "status": shown,
         "savedStatus": state.status,
         "live": live,
@@ -126,9 +127,15 @@ def render(summary: dict[str, Any], state_dir: str = "state") -> str:
             f"mode {shutdown['mode']}"
         )
     if not summary["live"] and summary["status"] != "success":
+        import os
         import shlex
 
-        words = ["trt", "run", summary["taskFile"], "--resume"]
+        path = summary["taskFile"]
+        if os.path.realpath(path) != summary["taskFilePath"]:
+            path = summary["taskFilePath"]  # the saved one is relative elsewhere
+        if path.startswith("-"):
+            path = "./" + path
+        words = ["trt", "run", path, "--resume"]
         if state_dir != "state":
             words += ["--state-dir", state_dir]
         command = " ".join(shlex.quote(word) for word in words)
