@@ -576,7 +576,11 @@ class TestBreakRound:
             saved = trt.StateStore(tmp_path / f"s{attempts}").load()
             assert len(saved.tasks_by_id["flaky"].attempts) == attempts
 
-        assert written[400] / written[40] < 20
+        # Ten times the attempts: about ten times the bytes (the batches,
+        # cut by timing, vary), not the hundred a full history per line
+        # would cost.
+        ratio = written[400] / written[40]
+        assert ratio < 30, (ratio, written)
 
     async def test_the_journal_carries_only_new_attempts(
         self, write_tasks: WriteTasks, tmp_path: Path

@@ -301,7 +301,7 @@ class Runtime:
             if self.store is not None:
                 # Saved before any task starts, with the first ones queued;
                 # a StateError here leaves nothing started.
-                self._writer = await self._begin_state(self.store)
+                self._writer = self._begin_state(self.store)
             async with trio.open_nursery() as outer:
                 outer.start_soon(self._dispatch, receive.clone())
                 if self._writer is not None:
@@ -346,14 +346,8 @@ class Runtime:
 
     # -- state on disk ---------------------------------------------------
 
-    async def _begin_state(self, store: StateStore) -> StateWriter:
-        """Save the whole run once, and return the writer that goes on.
-
-        The snapshot is built here, on the loop, from a consistent view of
-        the tasks; only the writing happens in a thread. Changes made while
-        it is written (a signal can cancel tasks meanwhile) are marked for
-        the journal like any other.
-        """
+    def _begin_state(self, store: StateStore) -> StateWriter:
+        """Save the whole run once, and return the writer that goes on."""
         writer = StateWriter(
             store,
             tuple(self._states),
@@ -363,10 +357,10 @@ class Runtime:
             lambda: (trio.current_time() - self._started_clock) * 1000,
             journal=f"{self.run_id}.journal",
         )
-        self._writer = writer
-        data, seq, journal = writer.snapshot(RUNNING)
         try:
-            await trio.to_thread.run_sync(store.write_snapshot, data, seq, journal)
+            # Blocking, on purpose: no task has started, so the loop has
+            # nothing else to do, and a thread hop only adds latency.
+            writer.save_now(RUNNING)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             message = f"cannot save the run's state in {store.directory}: {reason}"
@@ -377,7 +371,10 @@ class Runtime:
         # Shielded: a run that finished must say so on disk even when the
         # caller is already being canceled.
         with trio.CancelScope(shield=True):
-            self.state_saved = await writer.finish(status)
+            # The last batch, if one is being written, is done by now (the
+            # nursery waited for the writer); the snapshot holds the rest.
+            self.state_saved = writer.finish(status)
+            await trio.lowlevel.checkpoint()
 
     @property
     def state_failure(self) -> str | None:

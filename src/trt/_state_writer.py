@@ -296,13 +296,16 @@ class StateWriter:
         """
         return self.store.write_snapshot(*self.snapshot(status))
 
-    async def finish(self, status: str) -> bool:
-        """Write the final snapshot (no journal); say if it was written."""
+    def finish(self, status: str) -> bool:
+        """Write the final snapshot (no journal); say if it was written.
+
+        Blocking, on purpose: every task has ended, so the loop has nothing
+        to do meanwhile, and a thread hop would only add its latency.
+        """
         if self.failure is not None:
             return False
-        snapshot = self.snapshot(status)
         try:
-            return await trio.to_thread.run_sync(self.store.write_snapshot, *snapshot)
+            return self.save_now(status)
         except OSError as exc:
             self.fail(exc)
             return False
