@@ -374,8 +374,12 @@ class StateStore:
         lines = b"".join(encode_json(record) + b"\n" for record in records)
         return self.append_lines(lines)
 
-    def append_lines(self, lines: bytes) -> bool:
+    def append_lines(self, lines: bytes, *, sync: bool = True) -> bool:
         """Like :meth:`append`, for records already encoded, one per line.
+
+        With ``sync=False`` the lines reach the page cache only, which a
+        killed trt cannot lose but a power cut can; :meth:`sync` then makes
+        them durable.
 
         Raises:
             OSError: when the journal cannot be written.
@@ -389,11 +393,22 @@ class StateStore:
             while view:
                 written = os.write(self._journal_fd, view)
                 view = view[written:]
-            # Data only: the file's times need not survive a crash.
-            os.fdatasync(self._journal_fd)
+            if sync:
+                # Data only: the file's times need not survive a crash.
+                os.fdatasync(self._journal_fd)
             self.journal_bytes += len(lines)
             self.bytes_written += len(lines)
             return True
+
+    def sync(self) -> None:
+        """Make every line appended so far durable (fdatasync).
+
+        Raises:
+            OSError: when the journal cannot be synced.
+        """
+        with self._mutex:
+            if not self._closed and self._journal_fd is not None:
+                os.fdatasync(self._journal_fd)
 
     # -- reading ---------------------------------------------------------
 
