@@ -395,7 +395,7 @@ class TestRunState:
         graph = trt.load_task_file(path)
         calls = []
 
-        def full(self: trt.StateStore, lines: bytes) -> bool:
+        def full(self: trt.StateStore, lines: bytes, *, sync: bool = True) -> bool:
             calls.append(lines)
             raise OSError(28, "No space left on device")
 
