@@ -274,23 +274,39 @@ class StateWriter:
         interrupted one names none.
         """
         self._seq += 1
-        if not self._encoded:
-            for task_id in self._ids:
-                self._encode_task(task_id)
+        journal = self._journal if status == "running" else None
+        tasks: dict[str, Any]
+        if journal is None:
+            # The last snapshot: nothing will reuse its records, so the
+            # changed ones go in as records, encoded in the one call below.
+            changed = {*self._dirty, *self._stale}
+            record = self._record
+            tasks = {
+                task_id: record(task_id)
+                if task_id in changed or task_id not in self._encoded
+                else self._encoded[task_id]
+                for task_id in self._ids
+            }
         else:
-            for task_id in [*self._dirty, *self._stale]:
-                self._encode_task(task_id)
-        tasks = self._encoded
+            if not self._encoded:
+                for task_id in self._ids:
+                    self._encode_task(task_id)
+            else:
+                for task_id in [*self._dirty, *self._stale]:
+                    self._encode_task(task_id)
+            tasks = self._encoded
         self._dirty.clear()
         self._shutdown = None
-        journal = self._journal if status == "running" else None
         state = self._header(status, self._seq, tasks, tuple(self._events), journal)
         try:
             data = self._encode(state)
         except UnicodeEncodeError:
             # A task file name that is not valid Unicode: escape it, as the
             # reports do (rare enough to decode the records again for it).
-            plain = {key: msgspec.json.decode(raw) for key, raw in tasks.items()}
+            plain = {
+                key: msgspec.json.decode(raw) if isinstance(raw, msgspec.Raw) else raw
+                for key, raw in tasks.items()
+            }
             data = encode_json(msgspec.structs.replace(state, tasks_by_id=plain))
         return data, self._seq, journal
 
