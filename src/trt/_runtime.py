@@ -193,6 +193,9 @@ class Runtime:
         self._batch: _Batch = []
         self._started_wall = 0.0
         self._started_clock = 0.0
+        # The run's clock, read directly: trio.current_time() costs two
+        # more calls, and the scheduler reads the time several times a task.
+        self._now: Callable[[], float] = trio.current_time
         self._end_watchers: list[Callable[[], None]] = []
         self._ended = False
         # Nothing new starts once the run stops (cancel, drain, a mode
@@ -264,7 +267,8 @@ class Runtime:
         self._ran = True
         self._started_wall = time.time()
         started_at = utc_stamp(self._started_wall)
-        started_clock = self._started_clock = trio.current_time()
+        self._now = trio.lowlevel.current_clock().current_time
+        started_clock = self._started_clock = self._now()
 
         try:
             return await self._run(started_at, started_clock)
@@ -316,7 +320,7 @@ class Runtime:
                         workers = min(self.options.concurrency, len(self.graph))
                         for _ in range(workers):
                             nursery.start_soon(self._worker)
-                duration_ms = (trio.current_time() - started_clock) * 1000
+                duration_ms = (self._now() - started_clock) * 1000
                 result = self._result(started_at, utc_now(), duration_ms)
                 self._emit("run:finish", status=result.status)
                 self._send = None
@@ -354,7 +358,7 @@ class Runtime:
             self._task_record,
             self._quick_record,
             self._header,
-            lambda: (trio.current_time() - self._started_clock) * 1000,
+            lambda: (self._now() - self._started_clock) * 1000,
             journal=f"{self.run_id}.journal",
         )
         try:
@@ -518,14 +522,23 @@ class Runtime:
         status: str | None = None,
         attempt: int | None = None,
         message: str | None = None,
+        clock: float | None = None,
     ) -> None:
+        # ``clock``: the moment of the event, when the caller has read it.
         if self._send is None or not self.events.active:
             return
         # Only the moment is taken now; the Event (and its wall-clock time,
         # derived from the run's start) is built by the dispatcher.
         batch = self._batch
         batch.append(
-            (event_type, trio.current_time(), task_id, status, attempt, message)
+            (
+                event_type,
+                self._now() if clock is None else clock,
+                task_id,
+                status,
+                attempt,
+                message,
+            )
         )
         if len(batch) == 1:
             self._send.send_nowait(batch)
@@ -640,12 +653,13 @@ class Runtime:
 
     def _enqueue(self, state: _TaskState) -> None:
         state.status = QUEUED
+        now = self._now()
         if state.queued_clock is None:
             state.queued_at = utc_now()
-            state.queued_clock = trio.current_time()
+            state.queued_clock = now
         heapq.heappush(self._ready, (state.task.index, state))
         self._changed(state)
-        self._emit("task:queued", task_id=state.task.id, status=QUEUED)
+        self._emit("task:queued", task_id=state.task.id, status=QUEUED, clock=now)
         self._queue_length_max = max(self._queue_length_max, len(self._ready))
         if len(self._lot):
             self._lot.unpark()
@@ -688,7 +702,7 @@ class Runtime:
     async def _run_attempt(self, state: _TaskState, scope: trio.CancelScope) -> None:
         task = state.task
         attempt = len(state.attempts) + 1
-        now_clock = trio.current_time()
+        now_clock = self._now()
         now = utc_now()
         if state.started_clock is None:
             state.started_at = now
@@ -696,7 +710,13 @@ class Runtime:
         state.status = RUNNING
         state.attempt_started_at = now
         self._changed(state)
-        self._emit("task:start", task_id=task.id, status=RUNNING, attempt=attempt)
+        self._emit(
+            "task:start",
+            task_id=task.id,
+            status=RUNNING,
+            attempt=attempt,
+            clock=now_clock,
+        )
         context = AttemptContext(
             attempt=attempt,
             output=self.output,
@@ -736,8 +756,15 @@ class Runtime:
         task = state.task
         attempt = context.attempt
         state.context = None
+        now = self._now()
         if result.status == SUCCESS:
-            self._emit("task:success", task_id=task.id, status=SUCCESS, attempt=attempt)
+            self._emit(
+                "task:success",
+                task_id=task.id,
+                status=SUCCESS,
+                attempt=attempt,
+                clock=now,
+            )
         else:
             self._emit(
                 "task:failure",
@@ -745,6 +772,7 @@ class Runtime:
                 status=result.status,
                 attempt=attempt,
                 message=result.error.message if result.error else None,
+                clock=now,
             )
         policy = task.retries
         kind = result.error.kind if result.error else None
@@ -778,7 +806,7 @@ class Runtime:
             self._nursery.start_soon(self._retry_after, state, delay_ms)
             return
         state.attempts.append(result)
-        self._settle(state, result.status)
+        self._settle(state, result.status, now)
 
     def _timed_out(
         self, task: Task, context: AttemptContext, timeout_ms: int | None
@@ -831,9 +859,11 @@ class Runtime:
 
     # -- endings ---------------------------------------------------------
 
-    def _settle(self, state: _TaskState, status: str) -> None:
+    def _settle(
+        self, state: _TaskState, status: str, clock: float | None = None
+    ) -> None:
         """Record a final status and release or block the dependents."""
-        self._finish(state, status)
+        self._finish(state, status, clock)
         if status == SUCCESS:
             for dependent_id in self.graph.dependents(state.task.id):
                 dependent = self._states[dependent_id]
@@ -855,12 +885,16 @@ class Runtime:
             self._lot.unpark_all()
             self._timer_scope.cancel()
 
-    def _finish(self, state: _TaskState, status: str) -> None:
+    def _finish(
+        self, state: _TaskState, status: str, clock: float | None = None
+    ) -> None:
+        # ``clock``: the moment the task ended, when the caller has read it.
         assert state.status not in TERMINAL_STATUSES, state.status
+        now = self._now() if clock is None else clock
         state.status = status
-        self._emit("task:finish", task_id=state.task.id, status=status)
+        self._emit("task:finish", task_id=state.task.id, status=status, clock=now)
         state.ended_at = utc_now()
-        state.ended_clock = trio.current_time()
+        state.ended_clock = now
         self._unfinished -= 1
         self._changed(state)
 

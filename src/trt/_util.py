@@ -11,34 +11,44 @@ from pathlib import Path
 
 def utc_now() -> str:
     """Return the wall-clock time as ISO 8601 with milliseconds, in UTC."""
-    return utc_stamp(time.time())
+    # utc_stamp's fast path, repeated: this runs several times per task.
+    millis = int(_wall_clock() * 1000)
+    if millis == _last_millis:
+        return _last_text
+    return _format_millis(millis)
 
 
 def utc_stamp(seconds: float) -> str:
     """Return ``seconds`` since the epoch as ISO 8601 with ms, in UTC.
 
-    Called several times per task, so the date and time part is formatted
-    once per second and reused; the result is that of
+    The result is that of
     ``datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")``
     but for float rounding in the last millisecond.
     """
-    global _second, _prefix, _last
-    second = int(seconds)
-    millis = int((seconds - second) * 1000)
-    if (second, millis) == _last[0]:
-        # A busy run stamps many events within one millisecond.
-        return _last[1]
+    millis = int(seconds * 1000)
+    if millis == _last_millis:
+        # A busy run stamps many times within one millisecond.
+        return _last_text
+    return _format_millis(millis)
+
+
+def _format_millis(millis: int) -> str:
+    # The date and time part is formatted once per second and reused.
+    global _second, _prefix, _last_millis, _last_text
+    second, fraction = divmod(millis, 1000)
     if second != _second:
         stamp = datetime.fromtimestamp(second, UTC)
         _second, _prefix = second, stamp.strftime("%Y-%m-%dT%H:%M:%S")
-    text = f"{_prefix}.{millis:03d}+00:00"
-    _last = ((second, millis), text)
-    return text
+    _last_millis = millis
+    _last_text = f"{_prefix}.{fraction:03d}+00:00"
+    return _last_text
 
 
+_wall_clock = time.time
 _second = -1
 _prefix = ""
-_last: tuple[tuple[int, int], str] = ((-1, -1), "")
+_last_millis = -1
+_last_text = ""
 
 
 def write_atomic(path: Path, data: bytes) -> None:
