@@ -384,9 +384,15 @@ class TestRunState:
                 await runtime.run()
                 written[count] = store.bytes_written
 
-        # Ten times the tasks: about ten times the bytes, far from the
-        # hundred times that rewriting the snapshot per change would cost.
-        assert 7 < written[2000] / written[200] < 14
+        # Linear: the bytes per task stay within a small constant, while
+        # rewriting the snapshot per change would cost each task a whole
+        # snapshot (hundreds of KB at 2,000 tasks). How many changes share
+        # a journal line depends on the machine's speed: a busy machine
+        # catches more tasks mid-flight, so per-task bytes vary (670 B to
+        # 1.9 KB seen), and the ratio between the two sizes is kept loose.
+        per_task = {count: written[count] / count for count in written}
+        assert per_task[2000] < 4096
+        assert per_task[2000] < 4 * per_task[200]
 
     async def test_a_failing_disk_stops_saving_but_not_the_run(
         self, write_tasks: WriteTasks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
