@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from trt._util import utc_now, utc_stamp
+from trt._util import span_ms, utc_now, utc_stamp
 
 
 def _reference(seconds: float) -> str:
@@ -43,3 +45,15 @@ def test_utc_now_is_the_current_time() -> None:
     now = datetime.fromisoformat(utc_now())
 
     assert before <= now <= datetime.now(UTC)
+
+
+@given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_span_ms_matches_round_to_the_microsecond(seconds: float) -> None:
+    # Float rounding may differ from round() by one microsecond at most.
+    assert abs(span_ms(seconds) - round(seconds * 1000, 3)) <= 0.0011
+
+
+def test_span_ms_keeps_three_decimals() -> None:
+    assert span_ms(0.0123456) == 12.346
+    assert span_ms(0.0) == 0.0
+    assert repr(span_ms(1.5)) == "1500.0"

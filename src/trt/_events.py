@@ -45,12 +45,19 @@ logger = logging.getLogger("trt")
 
 @final
 class Event(
-    msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename="camel",
+    omit_defaults=True,
+    gc=False,
 ):
     """One thing that happened in a run, as listeners and logs see it.
 
     ``elapsed_ms`` is monotonic time since the run started, so events can
     be ordered and spaced exactly; ``timestamp`` is the wall clock.
+    Untracked by the cycle collector (``gc=False``): it holds no objects
+    that could lead back to it, and a run makes four per task.
     """
 
     type: EventType

@@ -19,7 +19,7 @@ from trt._model import CommandTask, FunctionTask
 from trt._process import run_command
 from trt._results import AttemptResult, ProcessEvidence
 from trt._task_context import TaskContext as TaskContext  # re-exported
-from trt._util import utc_now
+from trt._util import span_ms, utc_now
 
 if TYPE_CHECKING:
     from trt._model import Task
@@ -121,14 +121,13 @@ class AttemptContext:
                 terminated_with=probe.terminated_with,
                 terminated_at=probe.terminated_at,
             )
-        elapsed = (ended_clock - self.started_clock) * 1000
         return AttemptResult(
             task_id=task.id,
             attempt=self.attempt,
             status=status,
             started_at=self.started_at,
             ended_at=ended_at,
-            elapsed_ms=round(elapsed, 3),
+            elapsed_ms=span_ms(ended_clock - self.started_clock),
             error=error,
             process=process,
         )

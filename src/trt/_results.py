@@ -24,10 +24,14 @@ class ResultStruct(
     ``frozen`` because results are shared between the scheduler, listeners
     and report writers; ``rename="camel"`` to match the task file's style.
     Defaults are kept in the output so a report's shape never varies.
+
+    Subclasses that hold only text, numbers and other such structs are
+    declared ``gc=False``: frozen, they can never form a cycle, and a run
+    makes several per task, which the cycle collector need not scan.
     """
 
 
-class TaskError(ResultStruct, frozen=True, kw_only=True):
+class TaskError(ResultStruct, frozen=True, kw_only=True, gc=False):
     """Why an attempt did not succeed: a kind, a message, maybe a stack."""
 
     kind: str
@@ -35,7 +39,7 @@ class TaskError(ResultStruct, frozen=True, kw_only=True):
     stack: str | None = None
 
 
-class ProcessEvidence(ResultStruct, frozen=True, kw_only=True):
+class ProcessEvidence(ResultStruct, frozen=True, kw_only=True, gc=False):
     """What happened to a command's process, for the report."""
 
     pid: int | None = None
@@ -47,7 +51,7 @@ class ProcessEvidence(ResultStruct, frozen=True, kw_only=True):
     terminated_at: str | None = None
 
 
-class AttemptResult(ResultStruct, frozen=True, kw_only=True):
+class AttemptResult(ResultStruct, frozen=True, kw_only=True, gc=False):
     """One try at a task: when it ran, how it ended, and the evidence."""
 
     task_id: str

@@ -68,7 +68,7 @@ from trt._state import (
     definition_hash,
 )
 from trt._state_writer import StateWriter
-from trt._util import utc_now, utc_stamp
+from trt._util import span_ms, utc_now, utc_stamp
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -506,7 +506,7 @@ class Runtime:
                         Event(
                             type=event_type,
                             timestamp=utc_stamp(wall + elapsed),
-                            elapsed_ms=round(elapsed * 1000, 3),
+                            elapsed_ms=span_ms(elapsed),
                             task_id=task_id,
                             status=status,
                             attempt=attempt,
@@ -979,9 +979,9 @@ class Runtime:
     def _task_result(state: _TaskState) -> TaskResult:
         queue_ms = duration_ms = None
         if state.started_clock is not None and state.queued_clock is not None:
-            queue_ms = round((state.started_clock - state.queued_clock) * 1000, 3)
+            queue_ms = span_ms(state.started_clock - state.queued_clock)
         if state.started_clock is not None and state.ended_clock is not None:
-            duration_ms = round((state.ended_clock - state.started_clock) * 1000, 3)
+            duration_ms = span_ms(state.ended_clock - state.started_clock)
         task = state.task
         return TaskResult(
             id=task.id,

