@@ -12,7 +12,7 @@ import pytest
 import trio
 
 import trt
-from tests.conftest import TASKS, ScriptedExecutor, WriteTasks, run_cli
+from tests.conftest import TASKS, ScriptedExecutor, WriteTasks, command, run_cli
 from tests.test_runtime import scripted
 from trt._cli._options import MODE_CHOICES
 from trt._modes import MODES, ModeRules
@@ -347,3 +347,21 @@ def test_modes_json_records_the_real_exit_code(tmp_path: Path) -> None:
 
     assert done.returncode == 1
     assert json.loads((tmp_path / "modes.json").read_text())["all"]["exitCode"] == 1
+
+
+def test_a_successful_any_run_still_lists_its_failures(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    path = write_tasks(
+        command("broken", "sh", "-c", "echo no >&2; exit 4"),
+        command("slow-ok", "sh", "-c", "sleep 0.3"),
+    )
+
+    done = run_cli(
+        "run", str(path), "--mode", "any", "--concurrency", "2",
+        "--reports-dir", str(tmp_path / "r"), "--state-dir", str(tmp_path / "s"),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "settled: mode any: task 'slow-ok' succeeded" in done.stderr
+    assert "  broken: failed: " in done.stderr

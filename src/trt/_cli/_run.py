@@ -617,7 +617,8 @@ def _print_summary(result: RunResult, report: str) -> None:
         err(f"  {how}: {result.stop_reason}\n")
     if result.error is not None:
         err(f"  {result.error.message}\n")
-    if not result.ok:
-        for task in result.tasks:
-            if task.status not in ("success", "canceled") and task.error is not None:
-                err(f"  {task.id}: {task.status}: {printable(task.error.message)}\n")
+    # Also when the run succeeded: a mode any or race run that settled on
+    # a success may still have failures worth seeing.
+    for task in result.tasks:
+        if task.status not in ("success", "canceled") and task.error is not None:
+            err(f"  {task.id}: {task.status}: {printable(task.error.message)}\n")
