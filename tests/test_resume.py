@@ -347,11 +347,18 @@ class TestResumeCommand:
     ) -> None:
         path = write_tasks(command("a", "true"))
 
-        done = run_cli("run", str(path), "--resume")
+        done = run_cli(
+            "run", str(path), "--resume",
+            "--state-dir", "nowhere", "--reports-dir", "no-reports",
+        )  # fmt: skip
 
         assert done.returncode == 2
-        assert done.stderr.startswith("trt: error: --resume: no saved run: ")
-        assert "Traceback" not in done.stderr
+        assert done.stderr == (
+            "trt: error: --resume: no saved run: 'nowhere/run.json' does not exist\n"
+        )
+        # Nothing to resume leaves nothing behind.
+        assert not (cli_cwd() / "nowhere").exists()
+        assert not (cli_cwd() / "no-reports").exists()
 
     def test_resume_of_another_file_is_refused(self, write_tasks: WriteTasks) -> None:
         one = write_tasks(command("a", "true"), name="one.json")

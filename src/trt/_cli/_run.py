@@ -342,6 +342,18 @@ def _load_previous(store: StateStore) -> RunState:
         raise StateError(message) from None
 
 
+def _check_saved_run(state_dir: str) -> None:
+    import os
+
+    from trt._exceptions import StateError
+    from trt._state import SNAPSHOT_NAME
+
+    path = os.path.join(state_dir, SNAPSHOT_NAME)
+    if not os.path.lexists(path):
+        message = f"--resume: no saved run: {path!r} does not exist"
+        raise StateError(message)
+
+
 def run(options: Options) -> int:
     """Run a task file, write state and reports, print a summary on stderr."""
     recorder = SignalRecorder().install()
@@ -350,6 +362,10 @@ def run(options: Options) -> int:
     # Validate before importing trio: a bad file fails fast.
     assert options.file is not None  # the parser requires FILE for run
     graph = load_task_file(options.file)
+    if options.resume:
+        # Before any folder is made: a resume with nothing to resume must
+        # leave no trace (an empty state folder, a reports folder).
+        _check_saved_run(options.state_dir)
     check_reports_dir(options.reports_dir)
     check_state_dir(options.state_dir, options.file)
     _refuse_overwrite(
