@@ -16,6 +16,7 @@ INVALID = TASKS / "invalid"
 # Each line names the file, the place ($-path), the task and the bad value.
 EXPECTED = {
     "json-syntax": r":4:54: invalid JSON: trailing comma in object",
+    "empty-file": r": the file is empty; expected a JSON task file",
     "not-an-object": r"\$: expected an object with version and tasks, got list",
     "missing-version": r"\$\.version: required field is missing",
     "wrong-version": (

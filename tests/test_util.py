@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trt._util import span_ms, utc_now, utc_stamp
+from trt._util import plural, span_ms, utc_now, utc_stamp
 
 
 def _reference(seconds: float) -> str:
@@ -57,3 +57,10 @@ def test_span_ms_keeps_three_decimals() -> None:
     assert span_ms(0.0123456) == 12.346
     assert span_ms(0.0) == 0.0
     assert repr(span_ms(1.5)) == "1500.0"
+
+
+@pytest.mark.parametrize(
+    ("count", "text"), [(0, "0 tasks"), (1, "1 task"), (2, "2 tasks")]
+)
+def test_plural(count: int, text: str) -> None:
+    assert plural(count, "task") == text

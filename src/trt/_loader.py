@@ -111,6 +111,10 @@ def _validate(path: str | os.PathLike[str]) -> _Checked:
     # Some editors start UTF-8 files with a byte-order mark; JSON allows a
     # reader to ignore it, and so does trt.
     data = data.removeprefix(b"\xef\xbb\xbf")
+    if not data.strip():
+        kind = "TOML" if shown.endswith(".toml") else "JSON"
+        problem = f"{shown}: the file is empty; expected a {kind} task file"
+        raise TaskFileError(shown, [problem])
     checker = _Checker(shown)
     if not shown.endswith(".toml"):
         # Fast path: one C-level decode validates a correct file's fields;

@@ -68,7 +68,7 @@ from trt._state import (
     definition_hash,
 )
 from trt._state_writer import StateWriter
-from trt._util import span_ms, utc_now, utc_stamp
+from trt._util import plural, span_ms, utc_now, utc_stamp
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -295,7 +295,8 @@ class Runtime:
             self._send = send
             self._emit(
                 "run:start",
-                message=f"{len(self.graph)} tasks, mode {self.options.mode}, "
+                message=f"{plural(len(self.graph), 'task')}, "
+                f"mode {self.options.mode}, "
                 f"concurrency {self.options.concurrency}",
             )
             self._carry_over()

@@ -32,6 +32,11 @@ def utc_stamp(seconds: float) -> str:
     return _format_millis(millis)
 
 
+def plural(count: int, noun: str) -> str:
+    """Return ``count`` and ``noun``, with an s unless there is one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def span_ms(seconds: float) -> float:
     """Return a non-negative span in seconds as milliseconds to the µs.
 
