@@ -42,14 +42,20 @@ def bench(options: Options) -> int:
     from pathlib import Path
 
     from trt._bench import run_bench
+    from trt._bench_report import QUICK_CAVEAT
     from trt._cli._run import check_reports_dir
 
     check_reports_dir(options.reports_dir)
     command = "trt " + " ".join(sys.argv[1:]) if sys.argv[1:] else "trt bench"
     report = run_bench(options.quick, Path(options.reports_dir), command)
     lines = [f"trt bench: {len(report.scenarios)} scenarios in {report.seconds:.0f} s"]
+    if report.quick:
+        lines.append(f"  {QUICK_CAVEAT}")
     for target in report.targets:
-        verdict = "met" if target.met else "MISSED"
+        if report.quick:
+            verdict = "under" if target.met else "over"
+        else:
+            verdict = "met" if target.met else "MISSED"
         lines.append(
             f"  {verdict:6} {target.name}: {target.measured:g} {target.unit} "
             f"(target <= {target.limit:g})"
