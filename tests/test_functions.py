@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 import trt
-from tests.conftest import WriteTasks, function
+from tests.conftest import WriteTasks, function, run_cli
 from tests.test_process import gone_within, make_context
 
 JOBS = """
@@ -45,6 +45,23 @@ async def raise_later(context):
 
 def returns_awaitable(context):
     return raise_later(context)
+
+async def interrupt_async(context):
+    await trio.sleep(0)
+    raise KeyboardInterrupt
+
+async def stray_cancel(context):
+    # A buggy task re-raises a Cancelled that its own, finished scope
+    # caught: nothing around the attempt asked for it.
+    caught = []
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.sleep(1)
+        except trio.Cancelled as exc:
+            caught.append(exc)
+            raise
+    raise caught[0]
 
 async def forever(context):
     await trio.sleep_forever()
@@ -162,6 +179,43 @@ async def test_failure_kinds(
     assert result.status == "failed"
     assert result.error is not None
     assert (result.error.kind, result.error.message) == (kind, message)
+
+
+async def test_a_cancellation_nothing_asked_for_is_the_tasks_failure(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, jobs: Path
+) -> None:
+    try:
+        result = await run_export(write_tasks, quiet_output, "stray_cancel")
+    except trio.Cancelled:
+        # Escaping, it would end the run with tasks left running.
+        pytest.fail("the stray Cancelled escaped the attempt")
+
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.kind == "rejected"
+    assert result.error.message.startswith("Cancelled")
+
+
+def test_an_async_task_raising_keyboard_interrupt_fails_alone(
+    write_tasks: WriteTasks, jobs: Path, tmp_path: Path
+) -> None:
+    # Under trt run, SIGINT goes to trt's receiver, so a KeyboardInterrupt
+    # is the task's own: a failure, not a stop of the whole run.
+    path = write_tasks(
+        function("interrupts", "jobs.py", "interrupt_async"),
+        {"id": "after", "type": "command", "command": "true"},
+    )
+
+    done = run_cli(
+        "run", str(path),
+        "--reports-dir", str(tmp_path / "r"), "--state-dir", str(tmp_path / "s"),
+    )  # fmt: skip
+
+    assert done.returncode == 1, done.stderr
+    assert "interrupts: failed: KeyboardInterrupt" in done.stderr
+    report = json.loads((tmp_path / "r" / "latest.json").read_text())
+    statuses = {task["id"]: task["status"] for task in report["tasks"]}
+    assert statuses == {"interrupts": "failed", "after": "success"}
 
 
 async def test_stack_shows_the_users_frame_only(

@@ -181,6 +181,31 @@ class TestTimeoutsAndRetries:
         assert tasks_by_id["fast"].status == "success"
         assert result.metrics.timed_out_count == 2
 
+    async def test_an_attempt_that_outlives_its_deadline_timed_out(
+        self, write_tasks: WriteTasks, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        class Stubborn(ScriptedExecutor):
+            # Shields its work from the deadline, as a task might.
+            async def run_task(
+                self, task: trt.Task, context: trt.AttemptContext
+            ) -> trt.AttemptResult:
+                with trio.CancelScope(shield=True):
+                    return await super().run_task(task, context)
+
+        graph = trt.load_task_file(
+            write_tasks(scripted("stubborn", ms=1000, timeoutMs=100))
+        )
+        runtime = trt.Runtime(graph, executor=Stubborn())
+
+        result = await runtime.run()
+
+        (task,) = result.tasks
+        assert task.status == "timed_out"
+        assert task.error == trt.TaskError(
+            kind="timeout", message="timed out after 100 ms"
+        )
+        assert task.duration_ms == pytest.approx(1000)
+
     async def test_retries_wait_backoff_times_factor(
         self, write_tasks: WriteTasks, autojump_clock: trio.testing.MockClock
     ) -> None:

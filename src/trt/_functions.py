@@ -11,6 +11,7 @@ which kind the export is.
 from __future__ import annotations
 
 import inspect
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -75,12 +76,33 @@ async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptRe
 def _is_stop(exc: BaseException) -> bool:
     """Tell whether ``exc`` stops the run rather than failing one task.
 
-    Cancellation and Ctrl-C must propagate; anything else a task raises,
-    SystemExit included, is that task's failure.
+    A cancellation that a scope around the attempt asked for, and a Ctrl-C
+    that trio delivered, must propagate. Anything else a task raises is
+    that task's failure: SystemExit, a KeyboardInterrupt that the code
+    raised itself, and a trio.Cancelled that nothing asked for.
     """
     if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup((trio.Cancelled, KeyboardInterrupt)) is not None
-    return isinstance(exc, trio.Cancelled | KeyboardInterrupt)
+        return any(_is_stop(inner) for inner in exc.exceptions)
+    if isinstance(exc, trio.Cancelled):
+        # Canceled scopes make the effective deadline -inf; an expired
+        # timeout makes it a moment already past.
+        return trio.current_effective_deadline() <= trio.current_time()
+    if isinstance(exc, KeyboardInterrupt):
+        return _sigint_raises()
+    return False
+
+
+def _sigint_raises() -> bool:
+    """Tell whether SIGINT is delivered as KeyboardInterrupt right now.
+
+    Under ``trt run`` it never is (trt's signal receiver takes it), so a
+    KeyboardInterrupt is the task's own doing. Through the Python API,
+    trio's handler raises it wherever the loop is, task code included.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    return handler is signal.default_int_handler or (
+        getattr(handler, "__module__", None) == "trio._core._ki"
+    )
 
 
 def _load_error(exc: LoadError) -> TaskError:

@@ -742,7 +742,10 @@ class Runtime:
                 deadline = now_clock + timeout_ms / 1000
                 with trio.move_on_at(deadline) as deadline_scope:
                     result = await self.executor.run_task(task, context)
-                if deadline_scope.cancelled_caught:
+                # cancel_called, not cancelled_caught: an attempt that
+                # shielded itself or swallowed the cancellation and ended
+                # later still outlived its deadline.
+                if deadline_scope.cancel_called:
                     result = self._timed_out(task, context, timeout_ms)
                 result = msgspec.structs.replace(result, timeout_ms=timeout_ms)
         finally:
