@@ -434,3 +434,30 @@ def test_report_keeps_text_that_is_not_unicode(
     assert report["tasks"][0]["error"]["message"] == (
         "ValueError: \\ud800 lone surrogate"
     )
+
+
+def test_closed_standard_streams_never_land_in_trt_files(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    # With fds 0-2 closed, the state lock would take fd 1 or 2, and task
+    # output and the summary would be written into it.
+    path = write_tasks(command("talk", "sh", "-c", "echo to-out; echo to-err >&2"))
+    script = (
+        'exec "$0" -m trt run "$1" --state-dir "$2" --reports-dir "$3" <&- >&- 2>&-'
+    )
+
+    done = subprocess.run(
+        ["sh", "-c", script, sys.executable, str(path), "s", "r"],
+        cwd=tmp_path,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode == 0
+    for name in ("s/lock", "s/run.json", "r/latest.json"):
+        data = (tmp_path / name).read_bytes()
+        assert b"to-out" not in data, name
+        assert b"to-err" not in data, name
+        assert b"trt: success" not in data, name
+    report = json.loads((tmp_path / "r" / "latest.json").read_text())
+    assert report["status"] == "success"

@@ -25,8 +25,28 @@ if TYPE_CHECKING:
 INTERNAL_ERROR = 70
 
 
+def _open_standard_fds() -> None:
+    """Give a closed stdin, stdout or stderr /dev/null.
+
+    Otherwise the next file trt opens (the state folder's lock) would take
+    the lowest free descriptor, and task output and trt's messages written
+    to 1 or 2 would land in it.
+    """
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the trt command line and return the process exit code."""
+    _open_standard_fds()
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
