@@ -46,7 +46,8 @@ class TestDecisions:
         assert action == SignalAction(kind="shutdown", mode=mode)
 
     @pytest.mark.parametrize(
-        ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+        ("signum", "code"),
+        [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
     )
     def test_a_later_signal_forces_the_exit(self, signum: int, code: int) -> None:
         assert on_signal(signal.SIGTERM, 2.0, signum, "drain") == SignalAction(

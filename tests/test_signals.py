@@ -71,8 +71,8 @@ def stopped_line(name: str, path: Path) -> re.Pattern[str]:
 
 @pytest.mark.parametrize(
     ("signum", "name"),
-    [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")],
-    ids=["sigint", "sigterm"],
+    [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP")],
+    ids=["sigint", "sigterm", "sighup"],
 )
 def test_signal_stops_run_and_every_child(
     write_tasks: WriteTasks, tmp_path: Path, signum: int, name: str

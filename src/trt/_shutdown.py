@@ -2,12 +2,12 @@
 
 Pure functions, so the rules are tested without sending signals:
 
-- the first SIGINT or SIGTERM begins a graceful shutdown in the chosen
+- the first SIGINT, SIGTERM or SIGHUP begins a graceful shutdown in the chosen
   mode: ``cancel`` aborts running attempts, ``drain`` lets them finish;
   either way nothing new starts and queued work is canceled;
 - any later one forces the exit: one best-effort snapshot, every process
   group killed, exit code 128 + the signal number (130 for SIGINT, 143 for
-  SIGTERM), as shells report a death by that signal;
+  SIGTERM, 129 for SIGHUP), as shells report a death by that signal;
 - except the same signal again within half a second, an echo of the
   first (GNU timeout sends it to trt and then to trt's process group).
 """
@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SHUTDOWN_MODES: Final = ("cancel", "drain")
+
+# The signals that stop a run gracefully: Ctrl-C, a service manager's stop,
+# and a hangup (the terminal closed, the ssh session dropped), which would
+# otherwise kill trt and leave every child, each in its own process group,
+# running.
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # The same signal again within this many seconds is taken for an echo of
 # the first, not a second request: no one presses Ctrl-C twice this fast,

@@ -14,3 +14,4 @@ USAGE_ERROR: Final = 2
 # 128 + signal number, as shells report a death by that signal.
 INTERRUPTED: Final = 130
 TERMINATED: Final = 143
+HUNG_UP: Final = 129

@@ -34,7 +34,7 @@ usage:
 run flags:
 {run_flags}
 exit codes: 0 success, 1 run failed or was stopped, 2 usage, task-file or
-            state error, 70 internal error, 130/143 a second SIGINT/SIGTERM
+            state error, 70 internal error, 130/143/129 a second SIGINT/SIGTERM/SIGHUP
             forced the exit
 """
 
@@ -216,7 +216,7 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
         ),
         Flag(
             "--shutdown",
-            "on SIGINT/SIGTERM: cancel (default) or drain running tasks",
+            "on SIGINT/SIGTERM/SIGHUP: cancel (default) or drain running tasks",
             dest="shutdown",
             metavar="MODE",
             convert=_choice(SHUTDOWN_CHOICES),

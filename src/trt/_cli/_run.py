@@ -151,7 +151,7 @@ def check_state_dir(path: str, task_file: str) -> None:
 
 
 class SignalRecorder:
-    """Records SIGINT and SIGTERM instead of acting on them.
+    """Records the stop signals (SIGINT, SIGTERM, SIGHUP) instead of acting.
 
     Installed for the whole of ``trt run``: while the signal receiver of
     the run is open, it is the receiver that acts; before and after, a
@@ -163,10 +163,12 @@ class SignalRecorder:
         self.signals: list[int] = []
 
     def install(self) -> SignalRecorder:
-        """Become the handler of SIGINT and SIGTERM; return self."""
+        """Become the handler of the stop signals; return self."""
         import signal
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        from trt._shutdown import STOP_SIGNALS
+
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self._record)
         return self
 
@@ -217,11 +219,11 @@ async def _run_with_signals(
 
     import trio
 
-    from trt._shutdown import on_signal
+    from trt._shutdown import STOP_SIGNALS, on_signal
     from trt._util import utc_now
 
     with (
-        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+        trio.open_signal_receiver(*STOP_SIGNALS) as signals,
         trio.CancelScope() as everything,
     ):
         async with trio.open_nursery() as nursery:
@@ -380,7 +382,7 @@ def run(options: Options) -> int:
         previous = _load_previous(store) if options.resume else None
         code = _run_and_report(options, graph, store, previous, recorder)
     late = recorder.signals
-    if late and code not in (_exit_codes.INTERRUPTED, _exit_codes.TERMINATED):
+    if late and code not in (128 + signum for signum in late):
         import signal
 
         name = signal.Signals(late[0]).name
@@ -390,7 +392,7 @@ def run(options: Options) -> int:
 
 
 def _ignore_stop_signals() -> None:
-    """Ignore SIGINT and SIGTERM for the rest of the process.
+    """Ignore the stop signals for the rest of the process.
 
     The interpreter puts the default handlers back while it shuts down, so
     a signal in trt's last milliseconds would otherwise kill it after all
@@ -398,7 +400,9 @@ def _ignore_stop_signals() -> None:
     """
     import signal
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    from trt._shutdown import STOP_SIGNALS
+
+    for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
 
