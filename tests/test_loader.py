@@ -17,7 +17,11 @@ INVALID = TASKS / "invalid"
 EXPECTED = {
     "json-syntax": r":4:54: invalid JSON: trailing comma in object",
     "empty-file": r": the file is empty; expected a JSON task file",
-    "not-an-object": r"\$: expected an object with version and tasks, got list",
+    "json-truncated": r":5:1: invalid JSON: the file ends before the JSON does",
+    "number-out-of-range": (
+        r"\$\.tasks\[0\]\.timeoutMs \(task 'a'\): a number too large for a 64-bit float"
+    ),
+    "not-an-object": r"\$: expected an object with version and tasks, got an array",
     "missing-version": r"\$\.version: required field is missing",
     "wrong-version": (
         r"\$\.version: expected one of 1 \(the only format version so far\); got 2"
@@ -339,3 +343,14 @@ def test_check_task_file_gives_ids_or_the_same_problems() -> None:
     with pytest.raises(trt.TaskFileError) as loaded:
         trt.load_task_file(path)
     assert checked.value.problems == loaded.value.problems
+
+
+def test_values_are_shown_as_the_file_spells_them(write_tasks: WriteTasks) -> None:
+    path = write_tasks(command("a", "true", args=[True], dependsOn=None))
+
+    with pytest.raises(trt.TaskFileError) as caught:
+        trt.load_task_file(path)
+
+    problems = "\n".join(caught.value.problems)
+    assert "dependsOn (task 'a'): expected `array`; got null" in problems
+    assert "args[0] (task 'a'): expected `str`; got true" in problems

@@ -11,6 +11,7 @@ starts fast.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import types
@@ -154,7 +155,50 @@ def _parse(shown: str, data: bytes) -> Any:
     except RecursionError:
         raise TaskFileError(shown, [f"{shown}: {_TOO_DEEP}"]) from None
     except msgspec.DecodeError as exc:
+        if str(exc).startswith("Number out of range"):
+            raise TaskFileError(shown, [_out_of_range(shown, data, exc)]) from None
         raise TaskFileError(shown, [_json_error(shown, data, exc)]) from None
+
+
+def _out_of_range(shown: str, data: bytes, exc: msgspec.DecodeError) -> str:
+    """Name the place of a number past a 64-bit float's range.
+
+    msgspec elides the path of this error; the standard reader takes such
+    a number as infinity, which leads to the place.
+    """
+    import json
+
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        return f"{shown}: invalid JSON: {exc}"
+    found = _infinite_at(raw, "$")
+    if found is None:
+        return f"{shown}: invalid JSON: {exc}"
+    task = ""
+    index = re.match(r"\$\.tasks\[(\d+)\]", found)
+    if index is not None and isinstance(raw, dict):
+        item = raw["tasks"][int(index.group(1))]
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            task = f" (task {_shown(item['id'])})"
+    return f"{shown}: {found}{task}: a number too large for a 64-bit float"
+
+
+def _infinite_at(value: Any, path: str) -> str | None:
+    """Return the $-path of the first infinite number in ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", item) for i, item in enumerate(value))
+    else:
+        return None
+    for inner_path, item in items:
+        found = _infinite_at(item, inner_path)
+        if found is not None:
+            return found
+    return None
 
 
 _TOO_DEEP = "nested too deeply to read (thousands of levels of arrays or objects)"
@@ -164,6 +208,10 @@ def _json_error(shown: str, data: bytes, exc: msgspec.DecodeError) -> str:
     """Turn msgspec's byte offset into the line and column editors show."""
     message = str(exc)
     found = re.search(r"\(byte (\d+)\)$", message)
+    if found is None and message == "Input data was truncated":
+        # msgspec gives no place for this one: it is the end of the file.
+        message = f"the file ends before the JSON does (byte {len(data)})"
+        found = re.search(r"\(byte (\d+)\)$", message)
     if found is None:
         return f"{shown}: invalid JSON: {message}"
     offset = int(found.group(1))
@@ -181,10 +229,27 @@ def _fields_of(cls: type[msgspec.Struct]) -> dict[str, msgspec.structs.FieldInfo
 
 
 def _shown(value: Any) -> str:
+    # The file's spelling of the JSON literals, not Python's.
+    if value is None or isinstance(value, bool):
+        return _JSON_LITERALS[value]
     text = repr(value)
     if len(text) > MAX_SHOWN_VALUE:
         text = text[: MAX_SHOWN_VALUE - 3] + "..."
     return text
+
+
+_JSON_LITERALS: Final = {None: "null", True: "true", False: "false"}
+
+# What a JSON reader calls the kind of each decoded value.
+_JSON_KINDS: Final = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 
 class _Checker:
@@ -211,7 +276,7 @@ class _Checker:
 
     def check_document(self, raw: Any) -> list[tuple[int, AnyTaskSpec]]:
         if not isinstance(raw, dict):
-            found = type(raw).__name__
+            found = _JSON_KINDS.get(type(raw), type(raw).__name__)
             self.add("$", f"expected an object with version and tasks, got {found}")
             return []
         for key in raw:
