@@ -461,3 +461,17 @@ def test_closed_standard_streams_never_land_in_trt_files(
         assert b"trt: success" not in data, name
     report = json.loads((tmp_path / "r" / "latest.json").read_text())
     assert report["status"] == "success"
+
+
+def test_a_report_may_not_overwrite_the_task_file(tmp_path: Path) -> None:
+    folder = tmp_path / "here"
+    folder.mkdir()
+    path = folder / "latest.json"
+    text = json.dumps({"version": 1, "tasks": [command("a", "true")]})
+    path.write_text(text)
+
+    done = run_cli("run", str(path), "--reports-dir", str(folder))
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"trt: error: --reports-dir: {str(folder)!r} holds")
+    assert path.read_text() == text

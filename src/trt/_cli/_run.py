@@ -59,6 +59,16 @@ class _EventLog:
             os.close(self._fd)
 
 
+# What a run writes into the reports folder.
+REPORT_NAMES = (
+    "latest.json",
+    "modes.json",
+    "timeline.html",
+    "trace.json",
+    "shutdown.json",
+)
+
+
 def _refuse_overwrite(
     target: str | None, task_file: str, reports_dir: str, state_dir: str
 ) -> None:
@@ -69,14 +79,10 @@ def _refuse_overwrite(
 
     if target is None or target == "-":
         return
-    reports = (
-        "latest.json",
-        "modes.json",
-        "timeline.html",
-        "trace.json",
-        "shutdown.json",
-    )
-    protected = [task_file, *(os.path.join(reports_dir, name) for name in reports)]
+    protected = [
+        task_file,
+        *(os.path.join(reports_dir, name) for name in REPORT_NAMES),
+    ]
     mine = os.path.realpath(target)
     if os.path.dirname(mine) == os.path.realpath(state_dir):
         message = f"--log-events: {target!r} is in the state folder {state_dir!r}"
@@ -109,11 +115,21 @@ def _open_event_log(target: str | None) -> _EventLog | None:
     return _EventLog(fd, owned=True)
 
 
-def check_reports_dir(path: str) -> None:
-    """Fail before anything runs if the reports cannot be written."""
+def check_reports_dir(path: str, task_file: str | None = None) -> None:
+    """Fail before anything runs if the reports cannot be written, or if
+    one of them would overwrite the task file."""
     import os
 
     from trt._exceptions import UsageError
+
+    if task_file is not None and os.path.basename(task_file) in REPORT_NAMES:
+        folder = os.path.dirname(os.path.realpath(task_file))
+        if folder == os.path.realpath(path):
+            message = (
+                f"--reports-dir: {path!r} holds the task file {task_file!r} "
+                "under a name trt writes a report to; use another --reports-dir"
+            )
+            raise UsageError(message)
 
     if os.path.exists(path) and not os.path.isdir(path):
         message = f"--reports-dir: {path!r} exists and is not a folder"
@@ -125,7 +141,9 @@ def check_reports_dir(path: str) -> None:
         message = f"--reports-dir: cannot create {path!r}: {reason}"
         raise UsageError(message) from None
     if not os.access(path, os.W_OK | os.X_OK):
-        message = f"--reports-dir: cannot write to {path!r}: permission denied"
+        read_only = os.statvfs(path).f_flag & os.ST_RDONLY
+        reason = "read-only file system" if read_only else "permission denied"
+        message = f"--reports-dir: cannot write to {path!r}: {reason}"
         raise UsageError(message)
 
 
@@ -368,7 +386,7 @@ def run(options: Options) -> int:
         # Before any folder is made: a resume with nothing to resume must
         # leave no trace (an empty state folder, a reports folder).
         _check_saved_run(options.state_dir)
-    check_reports_dir(options.reports_dir)
+    check_reports_dir(options.reports_dir, options.file)
     check_state_dir(options.state_dir, options.file)
     _refuse_overwrite(
         options.log_events, options.file, options.reports_dir, options.state_dir
