@@ -475,3 +475,14 @@ def test_a_report_may_not_overwrite_the_task_file(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith(f"trt: error: --reports-dir: {str(folder)!r} holds")
     assert path.read_text() == text
+
+
+def test_the_summary_starts_its_own_line(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    path = write_tasks(command("partial", "sh", "-c", "printf no-newline >&2"))
+
+    done = run_cli("run", str(path), "--reports-dir", str(tmp_path / "r"))
+
+    assert done.returncode == 0
+    assert "no-newline\ntrt: success: 1 task" in done.stderr

@@ -30,11 +30,17 @@ class OutputSink:
         self.prefix = prefix
         self._fds = {"stdout": stdout_fd, "stderr": stderr_fd}
         self._closed: set[str] = set()
+        # Streams whose last write did not end a line.
+        self._mid_line: set[str] = set()
         # The first write error other than a vanished reader, if any.
         self.failure: str | None = None
         # Called before each write: a live progress line clears itself so
         # task output does not land on the end of it.
         self.before_write: Callable[[], None] | None = None
+
+    def mid_line(self, name: str) -> bool:
+        """Tell whether task output left the named stream mid-line."""
+        return name in self._mid_line
 
     def stream(self, task_id: str, name: str) -> StreamWriter:
         """Return a writer for one task's ``stdout`` or ``stderr``."""
@@ -53,6 +59,10 @@ class OutputSink:
             self.before_write()
         try:
             write_all(self._fds[name], data)
+            if data.endswith(b"\n"):
+                self._mid_line.discard(name)
+            elif data:
+                self._mid_line.add(name)
         except BrokenPipeError:
             # The reader is gone (trt run ... | head): stop quietly.
             self._closed.add(name)

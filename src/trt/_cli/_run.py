@@ -487,12 +487,34 @@ def _run_and_report(
 
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(options.reports_dir, "shutdown.json"))
+    if _ends_mid_line(runtime):
+        # A task's last line had no newline: the summary starts its own.
+        err("\n")
     _print_summary(result, report)
     for problem in problems:
         err(f"trt: error: {problem}\n")
     if stop.signals:
         err(_stopped_line(options, result, stop.signals[0]))
     return code
+
+
+def _ends_mid_line(runtime: Runtime) -> bool:
+    """Tell whether task output left the line trt's summary would join.
+
+    That is stderr's, or stdout's when both go to the same terminal.
+    """
+    import os
+
+    output = runtime.output
+    if output.mid_line("stderr"):
+        return True
+    if not output.mid_line("stdout"):
+        return False
+    try:
+        one, two = os.fstat(1), os.fstat(2)
+    except OSError:
+        return False
+    return (one.st_dev, one.st_ino) == (two.st_dev, two.st_ino)
 
 
 def _resume_command(options: Options) -> str:
