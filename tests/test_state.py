@@ -187,6 +187,23 @@ class TestStore:
         with pytest.raises(trt.StateError, match=message):
             trt.StateStore(tmp_path).load()
 
+    def test_a_status_trt_never_writes_is_refused(self, tmp_path: Path) -> None:
+        state = state_of(["a"], status="success")
+        bogus = msgspec.structs.replace(state.tasks_by_id["a"], status="bogus")
+        state = msgspec.structs.replace(state, tasks_by_id={"a": bogus})
+        (tmp_path / "run.json").write_bytes(msgspec.json.encode(state))
+
+        with pytest.raises(
+            trt.StateError, match="task 'a' has an unknown status 'bogus'"
+        ):
+            trt.StateStore(tmp_path).load()
+
+        state = msgspec.structs.replace(state_of(["a"]), status="yesterday")
+        (tmp_path / "run.json").write_bytes(msgspec.json.encode(state))
+
+        with pytest.raises(trt.StateError, match="unknown run status 'yesterday'"):
+            trt.StateStore(tmp_path).load()
+
     def test_another_version_is_refused(self, tmp_path: Path) -> None:
         data = msgspec.json.encode(msgspec.structs.replace(state_of(["a"]), version=99))
         (tmp_path / "run.json").write_bytes(data)

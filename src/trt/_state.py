@@ -47,6 +47,7 @@ import msgspec
 
 from trt._events import Event
 from trt._exceptions import StateError
+from trt._model import TERMINAL_STATUSES
 from trt._report import encode_json
 from trt._results import AttemptResult, RunOptions, ShutdownInfo, TaskError
 from trt._util import write_atomic
@@ -88,6 +89,16 @@ class StateStruct(
     The per-task ones are ``gc=False``, as the results are (see
     trt._results.ResultStruct).
     """
+
+
+# Every status trt saves: a run's (running until it ends; interrupted when
+# a forced exit saved it mid-run) and a task's.
+SAVED_RUN_STATUSES: Final = frozenset(
+    {"running", "success", "failed", "canceled", "interrupted"}
+)
+SAVED_TASK_STATUSES: Final = frozenset(
+    {"pending", "queued", "running", "waiting_retry", *TERMINAL_STATUSES}
+)
 
 
 @final
@@ -428,8 +439,23 @@ class StateStore:
         is anything after it.
 
         Raises:
-            StateError: when there is no snapshot or it cannot be read.
+            StateError: when there is no snapshot, it cannot be read, or it
+                holds a status trt never writes.
         """
+        state = self._load()
+        if state.status not in SAVED_RUN_STATUSES:
+            message = f"{str(self.path)!r} has an unknown run status {state.status!r}"
+            raise StateError(message)
+        for task_id, record in state.tasks_by_id.items():
+            if record.status not in SAVED_TASK_STATUSES:
+                message = (
+                    f"{str(self.path)!r}: task {task_id!r} has an unknown "
+                    f"status {record.status!r}"
+                )
+                raise StateError(message)
+        return state
+
+    def _load(self) -> RunState:
         # A running trt may compact between reading the snapshot and its
         # journal, leaving a journal that continues a newer snapshot; the
         # rename gives run.json a new inode, so a changed one means: again.
