@@ -107,7 +107,8 @@ class TestBadUsage:
             ),
             (
                 ["--kill-grace", "0" * 30 + "1" * 16],
-                "--kill-grace: at most 31536000000 allowed, got '00000000000000000000'",
+                "--kill-grace: at most 31536000000 allowed, "
+                "got '00000000000000000000...'",
             ),
         ],
         ids=[

@@ -72,15 +72,18 @@ def _whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
     noun = "a positive integer" if minimum == 1 else "a whole number >= 0"
 
     def convert(text: str) -> int:
+        shown = repr(text if len(text) <= 20 else text[:20] + "...")
         # Plain ASCII digits only: int() would also take " 5", "5_0", "+5"
         # and digits of other scripts.
-        if not (text.isascii() and text.isdigit()) or int(text) < minimum:
-            message = f"expected {noun}, got {text!r}"
+        if not (text.isascii() and text.isdigit()):
+            message = f"expected {noun}, got {shown}"
             raise ValueError(message)
         # Length first, so a thousand-digit value never reaches int().
-        significant = text.lstrip("0")
-        if len(significant) > 15 or int(text) > maximum:
-            message = f"at most {maximum} allowed, got {text[:20]!r}"
+        if len(text.lstrip("0")) > 15 or int(text) > maximum:
+            message = f"at most {maximum} allowed, got {shown}"
+            raise ValueError(message)
+        if int(text) < minimum:
+            message = f"expected {noun}, got {shown}"
             raise ValueError(message)
         return int(text)
 
