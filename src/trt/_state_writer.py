@@ -123,6 +123,8 @@ class StateWriter:
         self._seq = 0
         self._lot = trio.lowlevel.ParkingLot()
         self._closing = False
+        # The coalescing window under way, which close() cuts short.
+        self._window = trio.CancelScope()
         # Why saving stopped, when it did; the run goes on without it.
         self.failure: str | None = None
 
@@ -147,6 +149,8 @@ class StateWriter:
         """
         self._closing = True
         self._lot.unpark()
+        # Nor wait out the coalescing window: the run is over.
+        self._window.cancel()
 
     async def run(self) -> None:
         """Write batches until closed; stop for good if a write fails."""
@@ -158,8 +162,11 @@ class StateWriter:
                 await self._lot.park()
             # Let the changes of the next few milliseconds join this batch:
             # fewer, larger writes, and a task that starts and ends within
-            # the window is written once.
-            await trio.sleep(COALESCE_SECONDS)
+            # the window is written once. Once closed, the final snapshot
+            # holds what is pending.
+            if not self._closing:
+                with trio.CancelScope() as self._window:
+                    await trio.sleep(COALESCE_SECONDS)
             if self._closing:
                 return
             lines = self._take_batch()
