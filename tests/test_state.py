@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+import trio.testing
 
 import trt
 from tests.conftest import ScriptedExecutor, WriteTasks, cli_cwd, command, run_cli
@@ -380,6 +381,21 @@ class TestRunState:
         assert final.status == "canceled"
         assert final.tasks_by_id["slow"].status == "canceled"
         assert final.tasks_by_id["slow"].running is None
+
+    async def test_a_run_ends_when_its_last_task_does(
+        self,
+        write_tasks: WriteTasks,
+        tmp_path: Path,
+        autojump_clock: trio.testing.MockClock,
+    ) -> None:
+        # The writer's coalescing window must not keep the run open.
+        graph = trt.load_task_file(write_tasks(scripted("a", ms=10)))
+        with trt.StateStore(tmp_path / "state") as store:
+            runtime = trt.Runtime(graph, executor=ScriptedExecutor(), store=store)
+            await runtime.run()
+
+        assert trio.current_time() == pytest.approx(0.010)
+        assert store.load().tasks_by_id["a"].status == "success"
 
     async def test_bytes_written_grow_linearly(
         self, write_tasks: WriteTasks, tmp_path: Path
