@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -357,3 +358,52 @@ async def test_slow_import_does_not_stall_the_loop(
 
     # Blocked, the ticker would have run once; free, about fifty times.
     assert ticks > 10
+
+
+async def test_attempts_starting_together_share_one_import(
+    write_tasks: WriteTasks,
+    quiet_output: trt.OutputSink,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "slow_import.py").write_text(
+        "import pathlib, time\n"
+        "with pathlib.Path(__file__).with_name('imports.log').open('a') as log:\n"
+        "    log.write('import\\n')\n"
+        "time.sleep(0.2)\n"
+        "async def go(context):\n"
+        "    pass\n"
+    )
+    (tmp_path / "broken_import.py").write_text(
+        "import pathlib\n"
+        "with pathlib.Path(__file__).with_name('broken.log').open('a') as log:\n"
+        "    log.write('import\\n')\n"
+        "raise ImportError('no luck')\n"
+    )
+    threads = []
+    real = trio.to_thread.run_sync
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        threads.append(args[0])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    tasks = [function(f"ok{i}", "slow_import.py", "go") for i in range(20)]
+    tasks += [function(f"bad{i}", "broken_import.py", "go") for i in range(5)]
+    graph = trt.load_task_file(write_tasks(*tasks))
+
+    result = await trt.Runtime(
+        graph, trt.RunOptions(concurrency=25), output=quiet_output
+    ).run()
+
+    statuses = {task.id: task.status for task in result.tasks}
+    assert [statuses[f"ok{i}"] for i in range(20)] == ["success"] * 20
+    assert [statuses[f"bad{i}"] for i in range(5)] == ["failed"] * 5
+    # One thread and one import per module, however many attempts waited.
+    assert len(threads) == 2
+    assert (tmp_path / "imports.log").read_text() == "import\n"
+    assert (tmp_path / "broken.log").read_text() == "import\n"
+    bad = next(task for task in result.tasks if task.id == "bad4")
+    assert bad.error is not None
+    assert bad.error.kind == "spawn_error"
+    assert "no luck" in bad.error.message

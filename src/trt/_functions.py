@@ -51,16 +51,8 @@ async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptRe
     """
     function = _loaded_export(task)
     if function is None:
-        # The first use of a module imports it in a worker thread: import
-        # runs arbitrary code, which must not stall the event loop (nor
-        # escape its task's timeout).
-        try:
-            function = await trio.to_thread.run_sync(
-                _load, task, abandon_on_cancel=True
-            )
-        except LoadError as exc:
-            return context.finish(task, _load_error(exc))
-    elif isinstance(function, LoadError):
+        function = await _import_export(task)
+    if isinstance(function, LoadError):
         return context.finish(task, _load_error(function))
 
     task_context = TaskContext(task.id, context.attempt, task.metadata)
@@ -200,6 +192,46 @@ _ASYNC: dict[Callable[..., Any], bool] = {}
 
 def _error(kind: str, exc: BaseException) -> TaskError:
     return TaskError(kind=kind, message=describe(exc), stack=user_stack(exc))
+
+
+# The import under way of each module, keyed by its name and file: the
+# attempts that start meanwhile wait for it and take its outcome, rather
+# than each starting a thread of its own to wait on the same import lock.
+_importing: dict[tuple[str, str | None], _Import] = {}
+
+
+class _Import:
+    __slots__ = ("done", "outcome")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.outcome: Callable[..., Any] | LoadError | None = None
+
+
+async def _import_export(task: FunctionTask) -> Callable[..., Any] | LoadError:
+    """Import the task's module in a worker thread; return its export.
+
+    Import runs arbitrary code, which must not stall the event loop (nor
+    escape its task's timeout). A failure is returned, not raised.
+    """
+    key = (task.module, task.module_path)
+    while (pending := _importing.get(key)) is not None:
+        await pending.done.wait()
+        if pending.outcome is not None:
+            # This task's export of the module, which may be another one.
+            return _loaded_export(task) or pending.outcome
+        # That import was canceled: look again, and import if nobody does.
+    pending = _importing[key] = _Import()
+    try:
+        pending.outcome = await trio.to_thread.run_sync(
+            _load, task, abandon_on_cancel=True
+        )
+    except LoadError as exc:
+        pending.outcome = exc
+    finally:
+        del _importing[key]
+        pending.done.set()
+    return pending.outcome
 
 
 def _loaded_export(task: FunctionTask) -> Callable[..., Any] | LoadError | None:
