@@ -487,3 +487,26 @@ def test_the_summary_starts_its_own_line(
 
     assert done.returncode == 0
     assert "no-newline\ntrt: success: 1 task" in done.stderr
+
+
+def test_a_tasks_unflushed_file_is_flushed_at_exit(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    # trt skips the interpreter's teardown only when no task code was
+    # imported into it: this task leaves a buffered file for that teardown.
+    (tmp_path / "leaky.py").write_text(
+        "import pathlib\n"
+        "kept = []\n"
+        "async def write(context):\n"
+        "    handle = open(pathlib.Path(__file__).with_name('out.txt'), 'w')\n"
+        "    handle.write('written')\n"
+        "    kept.append(handle)\n"
+    )
+    path = write_tasks(
+        {"id": "leak", "type": "function", "module": "leaky.py", "export": "write"}
+    )
+
+    done = run_cli("run", str(path), "--reports-dir", str(tmp_path / "r"))
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.txt").read_text() == "written"

@@ -1,7 +1,5 @@
 """Allow ``python -m trt``."""
 
-import sys
+from trt._cli._main import entry
 
-from trt._cli._main import main
-
-sys.exit(main())
+entry()

@@ -25,6 +25,10 @@ from typing import Any
 # Modules loaded from a path, keyed by that path: a file is executed once
 # per process, however many tasks and attempts use it, as an import would.
 _loaded_files: dict[str, ModuleType] = {}
+# Whether this process imported a task's module: its code may leave files
+# unflushed or threads running that only the interpreter's normal exit
+# takes care of (see trt._cli._main.entry).
+imported_task_code = False
 # One lock per file: a slow import must not hold up other modules.
 # (dict.setdefault is atomic under the GIL, so the dict needs no lock.)
 _load_locks: dict[str, threading.Lock] = {}
@@ -53,6 +57,8 @@ def load_export(
             main thread or in a worker) or the export is missing or not
             callable.
     """
+    global imported_task_code
+    imported_task_code = True
     try:
         if module_path is not None:
             loaded = _load_file(module_path)

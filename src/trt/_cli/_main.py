@@ -19,10 +19,49 @@ from trt._exceptions import TrtError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import NoReturn
 
 # Exit code for a bug in trt itself (sysexits.h EX_SOFTWARE), kept apart
 # from 1 so scripts never mistake a crash for a failed task.
 INTERNAL_ERROR = 70
+
+
+def entry() -> NoReturn:
+    """The ``trt`` command: run :func:`main` and exit with its code."""
+    _exit(main())
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit with ``code``, skipping the interpreter's teardown if it can.
+
+    Tearing down module by module and object by object takes about as long
+    as trt's own start-up, and is only needed for code that might rely on
+    it: a task's module imported here (files left unflushed) or a thread
+    still running. Otherwise, once the streams are flushed and the atexit
+    handlers have run, there is nothing left to do.
+    """
+    worker = sys.modules.get("trt._worker")
+    threading = sys.modules.get("threading")
+    if (worker is not None and worker.imported_task_code) or (
+        threading is not None
+        and any(
+            not thread.daemon and thread is not threading.main_thread()
+            for thread in threading.enumerate()
+        )
+    ):
+        sys.exit(code)
+    import atexit
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    # The handlers the normal exit would run (logging's flush among them).
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def _open_standard_fds() -> None:
