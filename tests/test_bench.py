@@ -13,6 +13,7 @@ from trt._bench import (
     ScenarioResult,
     dag_tasks,
     delay_tasks,
+    file_order_ms,
     ideal_ms,
     mixed_tasks,
     scenarios,
@@ -48,6 +49,18 @@ class TestIdeal:
         scenario = {"tasks": mixed_tasks(), "concurrency": 3, "mode": mode}
 
         assert ideal_ms(scenario) == settles_ms
+
+    def test_file_order_packs_worse_than_the_ideal(self) -> None:
+        # 0.05, 0.1, 0.15, 0.2 twice at concurrency 5, started in file
+        # order: the first five start at once; the 0.1 and 0.15 take the
+        # slots freed at 0.05 s, and the last 0.2 the one freed at 0.1 s,
+        # so the mix needs 0.3 s where perfect packing needs 0.2 s.
+        scenario = {"tasks": delay_tasks(8), "concurrency": 5}
+
+        assert ideal_ms(scenario) == 200.0
+        assert file_order_ms(scenario) == 300.0
+        assert file_order_ms({**scenario, "mode": "race"}) is None
+        assert file_order_ms({"tasks": dag_tasks(2, 2, 1), "concurrency": 2}) is None
 
     def test_the_dag_has_its_edges_and_no_waiting_of_its_own(self) -> None:
         tasks = dag_tasks(layers=10, width=100, fan_in=11)

@@ -42,7 +42,7 @@ def bench(options: Options) -> int:
     from pathlib import Path
 
     from trt._bench import run_bench
-    from trt._bench_report import QUICK_CAVEAT
+    from trt._bench_report import QUICK_CAVEAT, measured
     from trt._cli._run import check_reports_dir
 
     check_reports_dir(options.reports_dir)
@@ -57,7 +57,7 @@ def bench(options: Options) -> int:
         else:
             verdict = "met" if target.met else "MISSED"
         lines.append(
-            f"  {verdict:6} {target.name}: {target.measured:g} {target.unit} "
+            f"  {verdict:6} {target.name}: {measured(target)} "
             f"(target <= {target.limit:g})"
         )
     lines.append(
