@@ -710,3 +710,37 @@ def test_nothing_is_appended_after_a_snapshot_without_journal(tmp_path: Path) ->
         assert not store.append([record(6, "a", "success")])
 
     assert trt.StateStore(tmp_path).load().status == "interrupted"
+
+
+async def test_compaction_during_a_run_loses_nothing(
+    write_tasks: WriteTasks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small threshold, so a short run compacts several times.
+    monkeypatch.setattr("trt._state_writer.MIN_COMPACT_BYTES", 2048)
+    snapshots = []
+    real = trt.StateStore.write_snapshot
+
+    def counted(self: trt.StateStore, *args: Any, **kwargs: Any) -> Any:
+        snapshots.append(self.load().status if self.exists() else None)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(trt.StateStore, "write_snapshot", counted)
+    path = write_tasks(*[scripted(f"t{i:03d}", ms=1) for i in range(300)])
+    graph = trt.load_task_file(path)
+    with trt.StateStore(tmp_path / "state") as store:
+        runtime = trt.Runtime(
+            graph,
+            trt.RunOptions(concurrency=4),
+            executor=ScriptedExecutor(),
+            store=store,
+        )
+        await runtime.run()
+
+    # The first snapshot, at least one compaction mid-run, the final one.
+    assert len(snapshots) >= 3
+    assert snapshots[0] is None
+    assert snapshots.count("running") >= 2
+    final = trt.StateStore(tmp_path / "state").load()
+    assert final.status == "success"
+    assert {record.status for record in final.tasks_by_id.values()} == {"success"}
+    assert all(len(record.attempts) == 1 for record in final.tasks_by_id.values())

@@ -60,9 +60,10 @@ if TYPE_CHECKING:
 # Bumped when the layout changes in a way older trt versions cannot read.
 STATE_VERSION: Final = 1
 
-# Compact no earlier than this: below it, rewriting the snapshot is cheaper
-# than the bookkeeping of a long journal, and tiny runs never compact.
-MIN_COMPACT_BYTES: Final = 64 * 1024
+# Compact no earlier than this: below it, reading the journal costs a
+# resume or `trt status` next to nothing, while each compaction rewrites
+# every record; runs of a few thousand tasks never compact.
+MIN_COMPACT_BYTES: Final = 1024 * 1024
 
 # Reads of a snapshot and its journal that a compaction may interrupt
 # before load() settles for the last one; each compaction at least doubles

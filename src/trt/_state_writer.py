@@ -122,6 +122,8 @@ class StateWriter:
         self._events: deque[Event] = deque(maxlen=EVENTS_KEPT)
         self._seq = 0
         self._lot = trio.lowlevel.ParkingLot()
+        # Whether the writer is parked, waiting for a change.
+        self._idle = False
         self._closing = False
         # The coalescing window under way, which close() cuts short.
         self._window = trio.CancelScope()
@@ -131,9 +133,10 @@ class StateWriter:
     def mark(self, task_id: str) -> None:
         """Note that a task changed; it is written with the next batch."""
         self._dirty[task_id] = None
-        # unpark() is not free even with nobody parked; this runs for every
-        # change of every task.
-        if len(self._lot):
+        # Only the first change after the writer went idle wakes it: this
+        # runs for every change of every task.
+        if self._idle:
+            self._idle = False
             self._lot.unpark()
 
     def mark_shutdown(self, shutdown: ShutdownInfo) -> None:
@@ -159,7 +162,9 @@ class StateWriter:
             while not self._dirty and self._shutdown is None:
                 if self._closing or self.failure is not None:
                     return
+                self._idle = True
                 await self._lot.park()
+                self._idle = False
             # Let the changes of the next few milliseconds join this batch:
             # fewer, larger writes, and a task that starts and ends within
             # the window is written once. Once closed, the final snapshot
