@@ -9,6 +9,7 @@ append their id to a ledger file, SIGKILLs ``trt`` at a random instant
   no task that the state recorded as a success appears in the ledger again.
 
 Usage: python bench/crash_consistency.py [--kills 50] [--tasks 300]
+       [--kill-within 0.6]
 The summary is printed and written to reports/crash-consistency.json.
 """
 
@@ -138,6 +139,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--tasks", type=int, default=300)
+    # Longer runs reach the journal size at which state is compacted
+    # (1 MB): --tasks 3000 --kill-within 3 kills runs mid-compaction too.
+    parser.add_argument("--kill-within", type=float, default=0.6)
     parser.add_argument("--seed", type=int, default=20261203)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -155,7 +159,9 @@ def main() -> int:
             # Kill the first run; half the time also kill the resumed run
             # before letting the check's own resume finish it.
             for attempt_args in (run, [*run, "--resume"]):
-                delay = kill_at_random(folder, attempt_args, rng, latest=0.6)
+                delay = kill_at_random(
+                    folder, attempt_args, rng, latest=args.kill_within
+                )
                 if delay is None:
                     missed += 1
                     break
