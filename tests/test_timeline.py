@@ -30,8 +30,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folders = {}
     for name, flags in FIXTURE_RUNS.items():
         folder = tmp_path_factory.mktemp(name)
+        # Its own working folder too: a module's fixture runs before the
+        # per-test one that gives each test's trt processes theirs.
         run_cli(
-            "run", str(TASKS / f"{name}.json"), *flags, "--reports-dir", str(folder)
+            "run",
+            str(TASKS / f"{name}.json"),
+            *flags,
+            "--reports-dir",
+            str(folder),
+            cwd=folder,
         )
         folders[name] = folder
     return folders
