@@ -761,23 +761,15 @@ class Runtime:
         attempt = context.attempt
         state.context = None
         now = self._now()
-        if result.status == SUCCESS:
-            self._emit(
-                "task:success",
-                task_id=task.id,
-                status=SUCCESS,
-                attempt=attempt,
-                clock=now,
-            )
-        else:
-            self._emit(
-                "task:failure",
-                task_id=task.id,
-                status=result.status,
-                attempt=attempt,
-                message=result.error.message if result.error else None,
-                clock=now,
-            )
+        error = result.error
+        self._emit(
+            "task:success" if result.status == SUCCESS else "task:failure",
+            task_id=task.id,
+            status=result.status,
+            attempt=attempt,
+            message=error.message if error is not None else None,
+            clock=now,
+        )
         policy = task.retries
         kind = result.error.kind if result.error else None
         # A resumed task gets a fresh budget: attempts of earlier runs are
