@@ -510,3 +510,41 @@ def test_a_tasks_unflushed_file_is_flushed_at_exit(
 
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out.txt").read_text() == "written"
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_ctrl_c_during_start_up_waits_for_a_safe_point(
+    command: str, tmp_path: Path
+) -> None:
+    # SIGINT arrives before msgspec is imported (its C module must not be
+    # interrupted while it initializes): held, then honoured with 130.
+    code = (
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from trt._cli import _commands, _main\n"
+        "real = _commands.dispatch\n"
+        "def dispatch(*args):\n"
+        "    assert 'msgspec' not in sys.modules\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    sys.stderr.write('held\\n')\n"
+        "    return real(*args)\n"
+        "_commands.dispatch = dispatch\n"
+        f"sys.exit(_main.main([{command!r}, {str(TASKS / 'dag.json')!r}]))\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
+    if command == "run":
+        assert done.stderr == "held\ntrt: stopped by SIGINT before any task started\n"
+        assert not (tmp_path / "reports" / "latest.json").exists()
+    else:
+        assert done.stderr == "held\ntrt: interrupted\n"

@@ -667,7 +667,7 @@ class TestBreakRound:
         import os
         import signal
 
-        from trt._cli._run import SignalRecorder
+        from trt._cli._signals import SignalRecorder
 
         before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 
 SHUTDOWN_MODES: Final = ("cancel", "drain")
 
-# The signals that stop a run gracefully: Ctrl-C, a service manager's stop,
-# and a hangup (the terminal closed, the ssh session dropped), which would
-# otherwise kill trt and leave every child, each in its own process group,
-# running.
-STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
 # The same signal again within this many seconds is taken for an echo of
 # the first, not a second request: no one presses Ctrl-C twice this fast,
 # while tools that signal both a process and its group do.

@@ -6,9 +6,25 @@ from trt._cli import _exit_codes
 from trt._cli._console import out
 from trt._cli._options import Options
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
+if TYPE_CHECKING:
+    from trt._cli._signals import SignalRecorder
 
-def dispatch(command: str, options: Options) -> int:
-    """Run ``command`` with its parsed ``options``; return the exit code."""
+
+def dispatch(
+    command: str, options: Options, recorder: SignalRecorder | None = None
+) -> int:
+    """Run ``command`` with its parsed ``options``; return the exit code.
+
+    ``recorder`` holds the stop signals since trt started: ``run`` keeps
+    it; every other command gives them back now that its imports are done.
+    """
+    runs = command == "run" and not options.status
+    if not runs and recorder is not None:
+        # What every other command uses, imported while signals are held.
+        import msgspec  # noqa: F401
+
+        recorder.release()
     if command == "validate":
         return validate(options)
     if command == "schema":
@@ -21,7 +37,7 @@ def dispatch(command: str, options: Options) -> int:
         return status(options)
     from trt._cli._run import run
 
-    return run(options)
+    return run(options, recorder)
 
 
 def validate(options: Options) -> int:

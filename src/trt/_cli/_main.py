@@ -12,6 +12,7 @@ import sys
 from trt._cli import _exit_codes
 from trt._cli._console import OutputError, err, out
 from trt._cli._options import command_help, overview, parse
+from trt._cli._signals import SignalRecorder
 from trt._exceptions import TrtError
 
 # typing.TYPE_CHECKING would import typing, which the start-up budget of
@@ -86,10 +87,13 @@ def _open_standard_fds() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the trt command line and return the process exit code."""
     _open_standard_fds()
+    recorder = SignalRecorder().install()
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
         command, options = parse(args)
+        if options is None:
+            recorder.release()
         if options is None and command == "version":
             from trt import __version__
 
@@ -101,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _exit_codes.SUCCESS
         from trt._cli import _commands
 
-        return _commands.dispatch(command, options)
+        return _commands.dispatch(command, options, recorder)
     except OutputError as exc:
         err(f"trt: error: {exc}\n")
         return _exit_codes.RUN_FAILED
@@ -130,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exit_codes.SUCCESS
     except Exception as exc:
         return _internal_error(exc, debug)
+    finally:
+        # Unless a command took them over (run ignores them at its end).
+        recorder.restore()
 
 
 def _leaves(group: BaseExceptionGroup[TrtError]) -> list[TrtError]:

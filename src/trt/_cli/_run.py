@@ -2,9 +2,10 @@
 
 Signals, from the first line of run() to the process's exit::
 
-    run() ─ SignalRecorder installed: SIGINT/SIGTERM are recorded, never
-    │       raised, so no KeyboardInterrupt can land inside the task-file
-    │       decoder or half-way through writing a report
+    main() ─ SignalRecorder installed (trt._cli._signals): SIGINT, SIGTERM
+    │        and SIGHUP are recorded, never raised, so no KeyboardInterrupt
+    │        can land inside an import, the task-file decoder or half-way
+    │        through writing a report
     ├─ trio.run ─ open_signal_receiver takes over; trt._shutdown decides:
     │             1st signal: graceful shutdown; 2nd: snapshot, kill, exit
     │             (a signal after every task finished changes nothing)
@@ -19,6 +20,7 @@ import contextlib
 from trt._cli import _exit_codes
 from trt._cli._console import err, printable
 from trt._cli._options import Options
+from trt._cli._signals import SignalRecorder
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
 if TYPE_CHECKING:
@@ -168,32 +170,6 @@ def check_state_dir(path: str, task_file: str) -> None:
         raise UsageError(message)
 
 
-class SignalRecorder:
-    """Records the stop signals (SIGINT, SIGTERM, SIGHUP) instead of acting.
-
-    Installed for the whole of ``trt run``: while the signal receiver of
-    the run is open, it is the receiver that acts; before and after, a
-    signal must neither raise inside the task-file decoder nor kill trt
-    half-way through its reports.
-    """
-
-    def __init__(self) -> None:
-        self.signals: list[int] = []
-
-    def install(self) -> SignalRecorder:
-        """Become the handler of the stop signals; return self."""
-        import signal
-
-        from trt._shutdown import STOP_SIGNALS
-
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._record)
-        return self
-
-    def _record(self, signum: int, frame: object) -> None:
-        self.signals.append(signum)
-
-
 class _Stop:
     """What the signal watcher saw, for run() to act on afterwards."""
 
@@ -237,7 +213,8 @@ async def _run_with_signals(
 
     import trio
 
-    from trt._shutdown import STOP_SIGNALS, on_signal
+    from trt._cli._signals import STOP_SIGNALS
+    from trt._shutdown import on_signal
     from trt._util import utc_now
 
     with (
@@ -374,9 +351,13 @@ def _check_saved_run(state_dir: str) -> None:
         raise StateError(message)
 
 
-def run(options: Options) -> int:
-    """Run a task file, write state and reports, print a summary on stderr."""
-    recorder = SignalRecorder().install()
+def run(options: Options, recorder: SignalRecorder | None = None) -> int:
+    """Run a task file, write state and reports, print a summary on stderr.
+
+    ``recorder``: the one main() installed, holding any signal so far.
+    """
+    if recorder is None:
+        recorder = SignalRecorder().install()
     from trt._loader import load_task_file
 
     # Validate before importing trio: a bad file fails fast.
@@ -405,23 +386,8 @@ def run(options: Options) -> int:
 
         name = signal.Signals(late[0]).name
         err(f"trt: {name} arrived after every task had ended; it stopped nothing\n")
-    _ignore_stop_signals()
+    recorder.ignore()
     return code
-
-
-def _ignore_stop_signals() -> None:
-    """Ignore the stop signals for the rest of the process.
-
-    The interpreter puts the default handlers back while it shuts down, so
-    a signal in trt's last milliseconds would otherwise kill it after all
-    its work is done, with the wrong exit status.
-    """
-    import signal
-
-    from trt._shutdown import STOP_SIGNALS
-
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
 
 
 def _stopped_before_start(signum: int) -> int:
