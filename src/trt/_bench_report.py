@@ -33,6 +33,12 @@ QUICK_CAVEAT: Final = (
 )
 
 
+def _verdict(target: Target, quick: bool) -> str:
+    if quick:
+        return "under" if target.met else "over"
+    return "yes" if target.met else "**no**"
+
+
 def measured(target: Target) -> str:
     """The target's measured value with its unit: ratios to 3 decimals."""
     if target.unit.startswith("x "):
@@ -147,7 +153,7 @@ def markdown(report: BenchReport) -> str:
     for target in report.targets:
         lines.append(
             f"| {target.name} | {measured(target)} | "
-            f"≤ {target.limit:g} | {'yes' if target.met else '**no**'} |"
+            f"≤ {target.limit:g} | {_verdict(target, report.quick)} |"
         )
     lines += ["", "![trt against its references](task-runtime.svg)", ""]
     for group, results in groups.items():
@@ -203,6 +209,13 @@ def _order_note(results: list[ScenarioResult]) -> str:
     )
 
 
+def _against_bare(result: ScenarioResult, what: str) -> str:
+    ratio = result.ratios.get("bareTrioLoop")
+    if ratio is None:
+        return ""
+    return f" The bare Trio loop with {what} takes {1 / ratio:.2f}x trt's time."
+
+
 def _interpret(group: str, results: list[ScenarioResult]) -> str:
     """A few sentences on what the numbers of one group say."""
     by_name = {r.name: r for r in results}
@@ -226,8 +239,8 @@ def _interpret(group: str, results: list[ScenarioResult]) -> str:
             f"{short.task_count} tasks off and so finishes sooner "
             f"({_ms(short.duration_ms)} ms against {_ms(plain.duration_ms)} ms), "
             "at the price of those tasks' work: each timed-out group gets "
-            "SIGTERM, and the attempt ends only once the process is gone. "
-            "A deadline scope costs nothing measurable when it does not fire."
+            "SIGTERM, and the attempt ends only once the process is gone."
+            + _against_bare(short, "the same deadlines")
         )
     if group == "retries":
         off, on = by_name.get("retries-off"), by_name.get("retries-on")
@@ -240,25 +253,35 @@ def _interpret(group: str, results: list[ScenarioResult]) -> str:
             "slot, so retried tasks wait while others run."
         )
     if group == "modes":
-        order = sorted(results, key=lambda r: r.duration_ms)
-        first = order[0]
+        # In the order the file's schedule settles them: modes with the same
+        # ideal settle on the same task, and their measured order is noise.
+        order = sorted(results, key=lambda r: (r.ideal_ms or 0.0, r.mode))
+        settled = ", ".join(
+            f"`{r.mode}` {_ms(r.duration_ms)} ms (ideal {_ms(r.ideal_ms)})"
+            for r in order
+        )
         return (
-            f"`{first.mode}` settles first ({_ms(first.duration_ms)} ms) and "
-            f"`{order[-1].mode}` last ({_ms(order[-1].duration_ms)} ms): race "
-            "stops at the first task to settle, all at the first failure, any "
-            "at the first success, allSettled waits for every task. Work still "
-            "running when a mode settles is canceled and counted as such."
+            f"Settled: {settled}. race stops at the first task to settle, all "
+            "at the first failure, any at the first success, and allSettled "
+            "waits for every task; where two ideals are equal the modes settle "
+            "on the same task. Work still running when a mode settles is "
+            "canceled and counted as such."
         )
     if group == "scale":
         parts = []
         for r in results:
             if r.name.startswith("spawn-"):
+                xargs = r.ratios.get("xargs")
+                bare = r.ratios.get("bareTrioLoop")
                 parts.append(
                     f"Spawning {r.task_count} processes costs "
-                    f"{_ms(r.per_task_us)} µs each; xargs is the floor for "
-                    "starting processes, the bare Trio loop what Trio's own "
-                    "run_process pays."
-                )
+                    f"{_ms(r.per_task_us)} µs each"
+                    + (f", {xargs:.2f}x xargs -P (fork and exec, no output "
+                       "read, nothing recorded)" if xargs else "")
+                    + (f" and {bare:.2f}x the bare Trio loop (run_process per "
+                       "job)" if bare else "")
+                    + "."
+                )  # fmt: skip
             elif r.name.startswith("noop-"):
                 bare = r.baselines_ms.get("bareTrioNursery")
                 bare_us = bare * 1000 / r.task_count if bare else None

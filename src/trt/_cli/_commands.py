@@ -76,9 +76,10 @@ def bench(options: Options) -> int:
             f"  {verdict:6} {target.name}: {measured(target)} "
             f"(target <= {target.limit:g})"
         )
+    folder = options.reports_dir
     lines.append(
-        f"  reports: {options.reports_dir}/bench.json, "
-        f"{options.reports_dir}/task-runtime.md"
+        f"  reports: {folder}/bench.json, {folder}/task-runtime.md, "
+        f"{folder}/task-runtime.svg"
     )
     out("\n".join(lines) + "\n")
     return _exit_codes.SUCCESS

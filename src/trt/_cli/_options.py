@@ -26,8 +26,8 @@ usage:
   trt validate FILE        check a task file; print its task count and ids
   trt status [--json]      show the saved run's status (also: trt run --status)
   trt schema               print the task file's JSON Schema
-  trt bench [--quick]      run the benchmark; write reports/bench.json and
-                           reports/task-runtime.md
+  trt bench [--quick]      run the benchmark; write reports/bench.json,
+                           reports/task-runtime.md and its .svg chart
   trt --help               show this overview (trt run --help: run's flags)
   trt --version            print trt's version
 
