@@ -407,3 +407,43 @@ async def test_attempts_starting_together_share_one_import(
     assert bad.error is not None
     assert bad.error.kind == "spawn_error"
     assert "no luck" in bad.error.message
+
+
+async def test_a_dotted_module_still_importing_is_waited_for(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    # A dotted module is in sys.modules from the start of its import; an
+    # attempt that starts meanwhile, or retries after timing out while
+    # waiting, must wait for the import instead of finding it half run.
+    name = f"slow_dotted_{os.getpid()}_{id(tmp_path)}"
+    (tmp_path / f"{name}.py").write_text(
+        "import time\ntime.sleep(0.6)\nasync def job(context):\n    pass\n"
+    )
+    path = write_tasks(
+        function("first", name, "job"),
+        {"id": "gate", "type": "command", "command": "sleep", "args": ["0.2"]},
+        function("meanwhile", name, "job", dependsOn=["gate"]),
+        function(
+            "impatient",
+            name,
+            "job",
+            timeoutMs=300,
+            retries={"maxAttempts": 3, "backoffMs": 0},
+        ),
+    )
+    graph = trt.load_task_file(path)
+
+    result = await trt.Runtime(
+        graph, trt.RunOptions(concurrency=3), output=quiet_output
+    ).run()
+
+    tasks = {task.id: task for task in result.tasks}
+    assert {task_id: t.status for task_id, t in tasks.items()} == {
+        "first": "success",
+        "gate": "success",
+        "meanwhile": "success",
+        "impatient": "success",
+    }
+    impatient = tasks["impatient"].attempts
+    assert impatient[0].status == "timed_out"
+    assert impatient[-1].status == "success"

@@ -49,7 +49,10 @@ async def run_function(task: FunctionTask, context: AttemptContext) -> AttemptRe
         the awaitable raised, or ``spawn_error`` when the export could not
         be loaded.
     """
-    function = _loaded_export(task)
+    # A dotted module is in sys.modules while it is still being imported:
+    # an import under way is waited for, never looked into.
+    key = (task.module, task.module_path)
+    function = None if key in _importing else _loaded_export(task)
     if function is None:
         function = await _import_export(task)
     if isinstance(function, LoadError):
@@ -212,16 +215,27 @@ async def _import_export(task: FunctionTask) -> Callable[..., Any] | LoadError:
     """Import the task's module in a worker thread; return its export.
 
     Import runs arbitrary code, which must not stall the event loop (nor
-    escape its task's timeout). A failure is returned, not raised.
+    escape its task's timeout). The import itself runs in a system task:
+    an attempt that times out while waiting leaves it to finish for the
+    next attempt, rather than abandoning a half-run module. A failure is
+    returned, not raised.
     """
     key = (task.module, task.module_path)
-    while (pending := _importing.get(key)) is not None:
-        await pending.done.wait()
-        if pending.outcome is not None:
-            # This task's export of the module, which may be another one.
-            return _loaded_export(task) or pending.outcome
-        # That import was canceled: look again, and import if nobody does.
-    pending = _importing[key] = _Import()
+    pending = _importing.get(key)
+    if pending is None:
+        pending = _importing[key] = _Import()
+        trio.lowlevel.spawn_system_task(_import_in_thread, task, key, pending)
+    await pending.done.wait()
+    if pending.outcome is None:
+        # Only when the run ended mid-import, which this attempt outlived.
+        return LoadError(f"the import of {task.module!r} was abandoned")
+    # This task's export of the module, which may be another one.
+    return _loaded_export(task) or pending.outcome
+
+
+async def _import_in_thread(
+    task: FunctionTask, key: tuple[str, str | None], pending: _Import
+) -> None:
     try:
         pending.outcome = await trio.to_thread.run_sync(
             _load, task, abandon_on_cancel=True
@@ -231,7 +245,6 @@ async def _import_export(task: FunctionTask) -> Callable[..., Any] | LoadError:
     finally:
         del _importing[key]
         pending.done.set()
-    return pending.outcome
 
 
 def _loaded_export(task: FunctionTask) -> Callable[..., Any] | LoadError | None:
