@@ -74,7 +74,7 @@ def _open_standard_fds() -> None:
     """
     import os
 
-    for fd in (0, 1, 2):
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
         except OSError:
@@ -82,6 +82,14 @@ def _open_standard_fds() -> None:
             if opened != fd:
                 os.dup2(opened, fd)
                 os.close(opened)
+            # As the standard descriptors always are, for the worker
+            # processes of plain functions (os.open sets close-on-exec).
+            os.set_inheritable(fd, True)
+        if getattr(sys, name) is None:
+            # Python made it None, finding the descriptor closed; task code
+            # that prints must find a stream, as it would in a terminal.
+            stream = open(fd, "r" if fd == 0 else "w", closefd=False)
+            setattr(sys, name, stream)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
