@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import trt
-from tests.conftest import TASKS, WriteTasks, cli_cwd, command, run_cli
+from tests.conftest import TASKS, WriteTasks, cli_cwd, command, function, run_cli
 
 
 class TestHelp:
@@ -442,7 +442,20 @@ def test_closed_standard_streams_never_land_in_trt_files(
 ) -> None:
     # With fds 0-2 closed, the state lock would take fd 1 or 2, and task
     # output and the summary would be written into it.
-    path = write_tasks(command("talk", "sh", "-c", "echo to-out; echo to-err >&2"))
+    (tmp_path / "prints.py").write_text(
+        "import sys\n"
+        "async def on_loop(context):\n"
+        "    print('to-out'); sys.stderr.write('to-err')\n"
+        "def in_worker(context):\n"
+        "    print('to-out'); sys.stderr.write('to-err')\n"
+    )
+    path = write_tasks(
+        command("talk", "sh", "-c", "echo to-out; echo to-err >&2"),
+        # Task code that prints finds streams (to /dev/null), in trt's own
+        # process and in the worker process of a plain function.
+        function("loop", "prints.py", "on_loop"),
+        function("worker", "prints.py", "in_worker"),
+    )
     script = (
         'exec "$0" -m trt run "$1" --state-dir "$2" --reports-dir "$3" <&- >&- 2>&-'
     )
@@ -461,7 +474,7 @@ def test_closed_standard_streams_never_land_in_trt_files(
         assert b"to-err" not in data, name
         assert b"trt: success" not in data, name
     report = json.loads((tmp_path / "r" / "latest.json").read_text())
-    assert report["status"] == "success"
+    assert report["status"] == "success", report["tasks"]
 
 
 def test_a_report_may_not_overwrite_the_task_file(tmp_path: Path) -> None:
