@@ -201,3 +201,31 @@ def test_ctrl_c_amid_rapid_spawns_leaves_no_process(
         assert trt.returncode == 1
         assert stopped_line("SIGINT", path).search(stderr)
         assert leaked == []
+
+
+def test_a_signal_ignored_at_start_stays_ignored(
+    write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    # As under nohup: the hangup trt was started ignoring stops nothing.
+    marker = tmp_path / "started"
+    path = write_tasks(
+        command("nap", "sh", "-c", f"echo $$ > {marker}; sleep 0.5"),
+    )
+    trt = subprocess.Popen(
+        [sys.executable, "-m", "trt", "run", str(path)],
+        cwd=cli_cwd(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    try:
+        wait_for_files([marker])
+        trt.send_signal(signal.SIGHUP)
+        _, stderr = trt.communicate(timeout=EXIT_LIMIT)
+    finally:
+        stop(trt)
+
+    assert trt.returncode == 0, stderr
+    assert "trt: success: 1 task, 1 succeeded" in stderr
+    assert "SIGHUP" not in stderr

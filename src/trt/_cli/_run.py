@@ -24,6 +24,8 @@ from trt._cli._signals import SignalRecorder
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
     from trt._events import Event
     from trt._model import TaskGraph
     from trt._results import RunOptions, RunResult
@@ -189,6 +191,20 @@ class _Stop:
         self.state_saved = False
 
 
+@contextlib.contextmanager
+def _stop_signal_receiver(signums: tuple[int, ...]) -> Iterator[AsyncIterator[int]]:
+    """Receive ``signums``; with none to watch, an iterator that never yields."""
+    import trio
+
+    if signums:
+        with trio.open_signal_receiver(*signums) as signals:
+            yield signals
+        return
+    send, receive = trio.open_memory_channel[int](0)
+    with send, receive:
+        yield receive
+
+
 async def _run_with_signals(
     runtime: Runtime,
     progress: bool,
@@ -213,12 +229,11 @@ async def _run_with_signals(
 
     import trio
 
-    from trt._cli._signals import STOP_SIGNALS
     from trt._shutdown import on_signal
     from trt._util import utc_now
 
     with (
-        trio.open_signal_receiver(*STOP_SIGNALS) as signals,
+        _stop_signal_receiver(recorder.watched) as signals,
         trio.CancelScope() as everything,
     ):
         async with trio.open_nursery() as nursery:

@@ -25,11 +25,20 @@ class SignalRecorder:
     def __init__(self) -> None:
         self.signals: list[int] = []
         self._before: dict[int, object] = {}
+        # The stop signals trt acts on: those it was not started ignoring.
+        # What the caller ignores (nohup; SIGINT in a background job) stays
+        # ignored, as Python itself leaves it.
+        self.watched: tuple[int, ...] = ()
 
     def install(self) -> SignalRecorder:
         """Become the handler of the stop signals; return self."""
+        watched = []
         for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue
             self._before[signum] = signal.signal(signum, self._record)
+            watched.append(signum)
+        self.watched = tuple(watched)
         return self
 
     def release(self) -> None:
