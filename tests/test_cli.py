@@ -484,10 +484,16 @@ def test_a_report_may_not_overwrite_the_task_file(tmp_path: Path) -> None:
     text = json.dumps({"version": 1, "tasks": [command("a", "true")]})
     path.write_text(text)
 
-    done = run_cli("run", str(path), "--reports-dir", str(folder))
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
 
-    assert done.returncode == 2
+    done = run_cli("run", str(path), "--reports-dir", str(folder))
+    # Through a link too: the report would replace the file it points to.
+    by_link = run_cli("run", str(link), "--reports-dir", str(folder))
+
+    assert done.returncode == by_link.returncode == 2
     assert done.stderr.startswith(f"trt: error: --reports-dir: {str(folder)!r} holds")
+    assert by_link.stderr.startswith("trt: error: --reports-dir: ")
     assert path.read_text() == text
 
 

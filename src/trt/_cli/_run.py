@@ -126,9 +126,10 @@ def check_reports_dir(path: str, task_file: str | None = None) -> None:
 
     from trt._exceptions import UsageError
 
-    if task_file is not None and os.path.basename(task_file) in REPORT_NAMES:
-        folder = os.path.dirname(os.path.realpath(task_file))
-        if folder == os.path.realpath(path):
+    # The file itself, not a link to it, is what a report would replace.
+    real = os.path.realpath(task_file) if task_file is not None else ""
+    if os.path.basename(real) in REPORT_NAMES:
+        if os.path.dirname(real) == os.path.realpath(path):
             message = (
                 f"--reports-dir: {path!r} holds the task file {task_file!r} "
                 "under a name trt writes a report to; use another --reports-dir"
@@ -161,8 +162,9 @@ def check_state_dir(path: str, task_file: str) -> None:
         message = "--state-dir: expected a folder, got ''"
         raise UsageError(message)
     folder = os.path.realpath(path)
-    name = os.path.basename(task_file)
-    if os.path.dirname(os.path.realpath(task_file)) == folder and (
+    real = os.path.realpath(task_file)
+    name = os.path.basename(real)
+    if os.path.dirname(real) == folder and (
         name in ("run.json", "lock") or name.endswith(".journal")
     ):
         message = (
