@@ -447,3 +447,23 @@ async def test_a_dotted_module_still_importing_is_waited_for(
     impatient = tasks["impatient"].attempts
     assert impatient[0].status == "timed_out"
     assert impatient[-1].status == "success"
+
+
+async def test_a_module_file_imports_the_modules_beside_it(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    helper = f"helper_{os.getpid()}_{id(tmp_path)}"
+    (jobs / f"{helper}.py").write_text("ANSWER = 42\n")
+    (jobs / "main.py").write_text(
+        f"import {helper}\n"
+        "async def check(context):\n"
+        f"    assert {helper}.ANSWER == 42\n"
+    )
+    graph = trt.load_task_file(write_tasks(function("f", "jobs/main.py", "check")))
+
+    result = await trt.Runtime(graph, output=quiet_output).run()
+
+    (task,) = result.tasks
+    assert task.status == "success", task.error
