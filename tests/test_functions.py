@@ -467,3 +467,22 @@ async def test_a_module_file_imports_the_modules_beside_it(
 
     (task,) = result.tasks
     assert task.status == "success", task.error
+
+
+async def test_a_huge_error_message_is_cut(
+    write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
+) -> None:
+    (tmp_path / "loud.py").write_text(
+        "async def shout(context):\n    raise ValueError('x' * 5_000_000)\n"
+    )
+    graph = trt.load_task_file(write_tasks(function("f", "loud.py", "shout")))
+
+    result = await trt.Runtime(graph, output=quiet_output).run()
+
+    error = result.tasks[0].error
+    assert error is not None
+    assert error.message.startswith("ValueError: xxx")
+    assert error.message.endswith(" more characters)")
+    assert len(error.message) < 11_000
+    assert error.stack is not None
+    assert len(error.stack) < 101_000

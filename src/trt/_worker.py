@@ -43,7 +43,9 @@ class LoadError(Exception):
     def stack(self) -> str:
         """Return the traceback of what the import raised, or ""."""
         cause = self.__cause__
-        return "".join(traceback.format_exception(cause)) if cause else ""
+        if cause is None:
+            return ""
+        return clipped("".join(traceback.format_exception(cause)), MAX_STACK_CHARS)
 
 
 def load_export(
@@ -172,6 +174,20 @@ def _await_here(awaitable: Any) -> None:
     trio.run(wait)
 
 
+# What an error keeps of an exception's text and of its traceback: enough
+# to read, while a task that raises with megabytes of text must not make
+# every report and state file that size (nor trt's memory).
+MAX_MESSAGE_CHARS = 10_000
+MAX_STACK_CHARS = 100_000
+
+
+def clipped(text: str, limit: int) -> str:
+    """Return ``text``, cut to ``limit`` characters with a note if longer."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def describe(exc: BaseException) -> str:
     """Return "Type: text" for an exception whose str() may itself fail."""
     name = type(exc).__name__
@@ -179,7 +195,7 @@ def describe(exc: BaseException) -> str:
         text = str(exc)
     except Exception:
         text = f"<str() of this {name} raised>"
-    return f"{name}: {text}" if text else name
+    return clipped(f"{name}: {text}" if text else name, MAX_MESSAGE_CHARS)
 
 
 def user_stack(exc: BaseException) -> str:
@@ -197,7 +213,7 @@ def user_stack(exc: BaseException) -> str:
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(exc)
-    return "".join(lines)
+    return clipped("".join(lines), MAX_STACK_CHARS)
 
 
 def _hidden_prefixes() -> tuple[str, ...]:
