@@ -205,6 +205,40 @@ class TestStore:
         with pytest.raises(trt.StateError, match="unknown run status 'yesterday'"):
             trt.StateStore(tmp_path).load()
 
+        weird = trt.AttemptResult(
+            task_id="a",
+            attempt=1,
+            status="weird",
+            started_at="2026-01-01T00:00:00.000+00:00",
+            ended_at="2026-01-01T00:00:01.000+00:00",
+            elapsed_ms=1000.0,
+        )
+        state = state_of(["a"])
+        failed = msgspec.structs.replace(
+            state.tasks_by_id["a"], status="failed", attempts=(weird,)
+        )
+        state = msgspec.structs.replace(state, tasks_by_id={"a": failed})
+        (tmp_path / "run.json").write_bytes(msgspec.json.encode(state))
+
+        with pytest.raises(
+            trt.StateError, match="task 'a', attempt 1 has an unknown status 'weird'"
+        ):
+            trt.StateStore(tmp_path).load()
+
+    def test_opening_removes_snapshots_a_killed_trt_left_half_written(
+        self, tmp_path: Path
+    ) -> None:
+        torn = tmp_path / ".run.json.k2j4x9"
+        torn.write_bytes(b'{"version": 1, "runId": "r1", "tas')
+        other = tmp_path / "notes.txt"
+        other.write_text("kept")
+
+        with trt.StateStore(tmp_path):
+            pass
+
+        assert not torn.exists()
+        assert other.read_text() == "kept"
+
     def test_another_version_is_refused(self, tmp_path: Path) -> None:
         data = msgspec.json.encode(msgspec.structs.replace(state_of(["a"]), version=99))
         (tmp_path / "run.json").write_bytes(data)

@@ -34,6 +34,7 @@ Why a crash at any instant is safe:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -99,6 +100,10 @@ SAVED_RUN_STATUSES: Final = frozenset(
 )
 SAVED_TASK_STATUSES: Final = frozenset(
     {"pending", "queued", "running", "waiting_retry", *TERMINAL_STATUSES}
+)
+# An attempt ends as a task can, but blocked, or cut off by a forced exit.
+SAVED_ATTEMPT_STATUSES: Final = frozenset(
+    {*(TERMINAL_STATUSES - {"blocked"}), "interrupted"}
 )
 
 
@@ -292,6 +297,17 @@ class StateStore:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
         self._closed = False
+        self._remove_torn_snapshots()
+
+    def _remove_torn_snapshots(self) -> None:
+        # Temporary files of snapshots a killed trt never renamed into
+        # place; with the lock held, no writer of them is left.
+        prefix = f".{SNAPSHOT_NAME}."
+        with contextlib.suppress(OSError), os.scandir(self.directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and entry.is_file():
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
     def close(self) -> None:
         """Stop writing and release the lock; later writes are dropped."""
@@ -454,6 +470,13 @@ class StateStore:
                     f"status {record.status!r}"
                 )
                 raise StateError(message)
+            for attempt in record.attempts:
+                if attempt.status not in SAVED_ATTEMPT_STATUSES:
+                    message = (
+                        f"{str(self.path)!r}: task {task_id!r}, attempt "
+                        f"{attempt.attempt} has an unknown status {attempt.status!r}"
+                    )
+                    raise StateError(message)
         return state
 
     def _load(self) -> RunState:
