@@ -354,3 +354,16 @@ def test_values_are_shown_as_the_file_spells_them(write_tasks: WriteTasks) -> No
     problems = "\n".join(caught.value.problems)
     assert "dependsOn (task 'a'): expected `array`; got null" in problems
     assert "args[0] (task 'a'): expected `str`; got true" in problems
+
+
+def test_an_endless_file_is_refused_not_read_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("trt._loader.MAX_FILE_BYTES", 2**20)
+
+    with pytest.raises(trt.TaskFileError) as caught:
+        trt.load_task_file("/dev/zero")
+
+    assert caught.value.problems == (
+        "/dev/zero: larger than 1 MiB; split it into several files",
+    )

@@ -89,6 +89,11 @@ def check_task_file(path: str | os.PathLike[str]) -> tuple[str, ...]:
     return tuple(spec.id for _, spec in _validate(path).specs)
 
 
+# The largest task file read: a million tasks take about 80 MiB, and a
+# path such as /dev/zero must end in an error, not fill the memory.
+MAX_FILE_BYTES: Final = 256 * 2**20
+
+
 class _Checked(NamedTuple):
     """A document that passed every check, not yet normalized."""
 
@@ -102,12 +107,16 @@ def _validate(path: str | os.PathLike[str]) -> _Checked:
     shown = os.fspath(path)
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise TaskFileError(
             shown, [f"{shown}: cannot read the file: {reason}"]
         ) from None
+    if len(data) > MAX_FILE_BYTES:
+        limit = MAX_FILE_BYTES // 2**20
+        problem = f"{shown}: larger than {limit} MiB; split it into several files"
+        raise TaskFileError(shown, [problem])
     base_dir = os.path.dirname(os.path.realpath(path))
     # Some editors start UTF-8 files with a byte-order mark; JSON allows a
     # reader to ignore it, and so does trt.
