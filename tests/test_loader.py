@@ -19,7 +19,8 @@ EXPECTED = {
     "empty-file": r": the file is empty; expected a JSON task file",
     "json-truncated": r":5:1: invalid JSON: the file ends before the JSON does",
     "number-out-of-range": (
-        r"\$\.tasks\[0\]\.timeoutMs \(task 'a'\): a number too large for a 64-bit float"
+        r"\$\.tasks\[0\]\.timeoutMs \(task 'a'\): "
+        r"a number beyond a 64-bit float's range"
     ),
     "not-an-object": r"\$: expected an object with version and tasks, got an array",
     "missing-version": r"\$\.version: required field is missing",
@@ -367,3 +368,27 @@ def test_an_endless_file_is_refused_not_read_whole(
     assert caught.value.problems == (
         "/dev/zero: larger than 1 MiB; split it into several files",
     )
+
+
+def test_numbers_out_of_range_are_named_with_every_other_problem(
+    write_tasks: WriteTasks,
+) -> None:
+    path = write_tasks(name="far.json")
+    path.write_text(
+        '{"version": 1, "tasks": ['
+        '{"id": "a", "type": "command", "command": "true", "timeoutMs": 1e400},'
+        '{"id": "b b", "type": "command", "command": "true"},'
+        '{"id": "c", "type": "command", "command": "true",'
+        ' "metadata": {"x": [1, -1e999]}}]}'
+    )
+
+    with pytest.raises(trt.TaskFileError) as caught:
+        trt.load_task_file(path)
+
+    far = "a number beyond a 64-bit float's range"
+    assert [problem.split(": ", 1)[1] for problem in caught.value.problems] == [
+        f"$.tasks[0].timeoutMs (task 'a'): {far}",
+        "$.tasks[1].id (task 'b b'): expected an id of letters, digits, "
+        "'_', '-', '.', ':'; got 'b b'",
+        f"$.tasks[2].metadata.x[1] (task 'c'): {far}",
+    ]

@@ -10,6 +10,7 @@ starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -24,6 +25,8 @@ import msgspec
 from trt._exceptions import TaskFileError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from trt._model import Task, TaskGraph
 from trt._spec import (
     ENV_NAME_PATTERN,
@@ -140,9 +143,11 @@ def _validate(path: str | os.PathLike[str]) -> _Checked:
             checker.raise_problems()
             return _Checked(shown, base_dir, specs, document.metadata)
     raw = _parse(shown, data)
+    checker.non_finite = dict(_non_finite(raw, "$"))
     specs = checker.check_document(raw)
     checker.check_relations(checker.relations)
     checker.check_module_files(specs, base_dir)
+    checker.add_non_finite(raw)
     checker.raise_problems()
     return _Checked(shown, base_dir, specs, raw.get("metadata", {}))
 
@@ -165,49 +170,31 @@ def _parse(shown: str, data: bytes) -> Any:
         raise TaskFileError(shown, [f"{shown}: {_TOO_DEEP}"]) from None
     except msgspec.DecodeError as exc:
         if str(exc).startswith("Number out of range"):
-            raise TaskFileError(shown, [_out_of_range(shown, data, exc)]) from None
+            # msgspec names no place for a number past a float's range; the
+            # standard reader takes it as infinity, which the checks name.
+            import json
+
+            with contextlib.suppress(ValueError, RecursionError):
+                return json.loads(data)
         raise TaskFileError(shown, [_json_error(shown, data, exc)]) from None
 
 
-def _out_of_range(shown: str, data: bytes, exc: msgspec.DecodeError) -> str:
-    """Name the place of a number past a 64-bit float's range.
-
-    msgspec elides the path of this error; the standard reader takes such
-    a number as infinity, which leads to the place.
-    """
-    import json
-
-    try:
-        raw = json.loads(data)
-    except (ValueError, RecursionError):
-        return f"{shown}: invalid JSON: {exc}"
-    found = _infinite_at(raw, "$")
-    if found is None:
-        return f"{shown}: invalid JSON: {exc}"
-    task = ""
-    index = re.match(r"\$\.tasks\[(\d+)\]", found)
-    if index is not None and isinstance(raw, dict):
-        item = raw["tasks"][int(index.group(1))]
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            task = f" (task {_shown(item['id'])})"
-    return f"{shown}: {found}{task}: a number too large for a 64-bit float"
-
-
-def _infinite_at(value: Any, path: str) -> str | None:
-    """Return the $-path of the first infinite number in ``value``."""
+def _non_finite(value: Any, path: str) -> Iterator[tuple[str, float]]:
+    """Yield the $-path and value of every infinite or NaN number."""
     if isinstance(value, float) and not math.isfinite(value):
-        return path
-    if isinstance(value, dict):
-        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{path}.{key}")
     elif isinstance(value, list):
-        items = ((f"{path}[{i}]", item) for i, item in enumerate(value))
-    else:
-        return None
-    for inner_path, item in items:
-        found = _infinite_at(item, inner_path)
-        if found is not None:
-            return found
-    return None
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{path}[{index}]")
+
+
+def _non_finite_problem(value: float) -> str:
+    if math.isnan(value):
+        return "expected a number; got nan"
+    return "a number beyond a 64-bit float's range"
 
 
 _TOO_DEEP = "nested too deeply to read (thousands of levels of arrays or objects)"
@@ -270,6 +257,21 @@ class _Checker:
         # (index, id, dependsOn) of every task whose id is usable, even
         # when other fields are not: relations are checked for all of them.
         self.relations: list[tuple[int, str, list[str]]] = []
+        # Infinite (or NaN) numbers by $-path: a field check at one of them
+        # says that instead of its own message ("expected `int`; got inf").
+        self.non_finite: dict[str, float] = {}
+
+    def add_non_finite(self, raw: Any) -> None:
+        """Add the infinite numbers no field check reached (in metadata)."""
+        left, self.non_finite = self.non_finite, {}
+        for path, value in left.items():
+            task_id = None
+            index = re.match(r"\$\.tasks\[(\d+)\]", path)
+            if index is not None:
+                item = raw["tasks"][int(index.group(1))]
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    task_id = item["id"]
+            self.add(path, _non_finite_problem(value), task_id=task_id)
 
     def raise_problems(self) -> None:
         """Raise every problem found so far, if there is any."""
@@ -278,6 +280,8 @@ class _Checker:
             raise TaskFileError(self.source, _capped(problems), total=len(problems))
 
     def add(self, path: str, message: str, *, task_id: str | None = None) -> None:
+        if path in self.non_finite:
+            message = _non_finite_problem(self.non_finite.pop(path))
         where = f"{self.source}: {path}"
         if task_id is not None:
             where += f" (task {_shown(task_id)})"
