@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import trio
 import trio.testing
@@ -149,3 +152,46 @@ async def test_async_with_detaches_when_leaving_early(
                 if record.type == "task:start":
                     break
         assert runtime.events.listener_count() == 0
+
+
+def test_event_lines_never_join_the_live_line(tmp_path: Path) -> None:
+    # On a terminal, --log-events on stderr clears the progress line first.
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "t.json"
+    tasks = [
+        {"id": f"t{i}", "type": "command", "command": "sleep", "args": ["0.15"]}
+        for i in range(4)
+    ]
+    path.write_text(json.dumps({"version": 1, "tasks": tasks}))
+    master, slave = pty.openpty()
+    trt = subprocess.Popen(
+        [sys.executable, "-m", "trt", "run", str(path), "--progress", "--log-events"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the pty closed: trt is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert trt.wait(timeout=30) == 0
+
+    text = seen.decode()
+    assert text.count('{"type":') == 2 + 4 * 4  # run start/finish, 4 per task
+    # Each event starts a line, or follows the sequence that erased one.
+    assert not re.search(r'[^\n\x1b\[K]\{"type":', text.replace("\r\x1b[K", "\n"))

@@ -24,7 +24,7 @@ from trt._cli._signals import SignalRecorder
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     from trt._events import Event
     from trt._model import TaskGraph
@@ -43,12 +43,17 @@ class _EventLog:
         self._owned = owned
         self._encoder = msgspec.json.Encoder()
         self.failure: str | None = None
+        # Called before each line: on stderr, a live progress line clears
+        # itself first, as it does for task output.
+        self.before_write: Callable[[], None] | None = None
 
     def __call__(self, event: Event) -> None:
         from trt._fdio import write_all
 
         if self.failure is not None:
             return
+        if self.before_write is not None:
+            self.before_write()
         try:
             write_all(self._fd, self._encoder.encode(event) + b"\n")
         except OSError as exc:
@@ -434,6 +439,9 @@ def _run_and_report(
     log = _open_event_log(options.log_events)
     if log is not None:
         runtime.events.on("*", log)
+        if options.log_events == "-":
+            output = runtime.output
+            log.before_write = lambda: output.before_write and output.before_write()
     stop = _Stop()
     try:
         result = trio.run(
