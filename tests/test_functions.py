@@ -449,19 +449,28 @@ async def test_a_dotted_module_still_importing_is_waited_for(
     assert impatient[-1].status == "success"
 
 
-async def test_a_module_file_imports_the_modules_beside_it(
+async def test_a_module_file_imports_from_the_task_files_folder(
     write_tasks: WriteTasks, quiet_output: trt.OutputSink, tmp_path: Path
 ) -> None:
-    jobs = tmp_path / "jobs"
+    # The task file's folder is on sys.path for every function task, so a
+    # module imports its helpers from there, a subfolder's by package name.
+    # Each module's own folder is not: two folders' same-named helpers
+    # would then be whichever one was imported first.
+    jobs = tmp_path / f"jobs_{os.getpid()}_{id(tmp_path)}"
     jobs.mkdir()
-    helper = f"helper_{os.getpid()}_{id(tmp_path)}"
-    (jobs / f"{helper}.py").write_text("ANSWER = 42\n")
+    top = f"top_{os.getpid()}_{id(tmp_path)}"
+    (tmp_path / f"{top}.py").write_text("ANSWER = 42\n")
+    (jobs / "helper.py").write_text("NAME = 'jobs helper'\n")
     (jobs / "main.py").write_text(
-        f"import {helper}\n"
+        f"import {top}\n"
+        f"from {jobs.name} import helper\n"
         "async def check(context):\n"
-        f"    assert {helper}.ANSWER == 42\n"
+        f"    assert {top}.ANSWER == 42\n"
+        "    assert helper.NAME == 'jobs helper'\n"
     )
-    graph = trt.load_task_file(write_tasks(function("f", "jobs/main.py", "check")))
+    graph = trt.load_task_file(
+        write_tasks(function("f", f"{jobs.name}/main.py", "check"))
+    )
 
     result = await trt.Runtime(graph, output=quiet_output).run()
 

@@ -61,12 +61,14 @@ def load_export(
     """
     global imported_task_code
     imported_task_code = True
-    # The module's own folder, as Python does for a script, so that it can
-    # import the modules beside it; appended, not prepended: a jobs folder
-    # must not shadow the standard library or installed packages.
-    folder = os.path.dirname(module_path) if module_path is not None else import_root
-    if folder is not None and folder not in sys.path:
-        sys.path.append(folder)
+    # The task file's folder, for every function task alike: a module
+    # imports its helpers from there (a subfolder's as `jobs.helper`).
+    # Not each module's own folder: one process has one sys.modules, so
+    # two folders' `helper` would be whichever was imported first.
+    # Appended, not prepended: a jobs folder must not shadow the standard
+    # library or installed packages.
+    if import_root is not None and import_root not in sys.path:
+        sys.path.append(import_root)
     try:
         if module_path is not None:
             loaded = _load_file(module_path)
