@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from trt._cli import _exit_codes
-from trt._cli._console import OutputError, err, out
-from trt._cli._options import command_help, overview, parse
+# First, and light: main() installs the recorder before importing the rest.
 from trt._cli._signals import SignalRecorder
-from trt._exceptions import TrtError
 
 # typing.TYPE_CHECKING would import typing, which the start-up budget of
 # ``trt --help`` cannot afford; type checkers honor this name as-is.
@@ -21,6 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import NoReturn
+
+    from trt._exceptions import TrtError
 
 # Exit code for a bug in trt itself (sysexits.h EX_SOFTWARE), kept apart
 # from 1 so scripts never mistake a crash for a failed task.
@@ -94,8 +93,13 @@ def _open_standard_fds() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the trt command line and return the process exit code."""
-    _open_standard_fds()
     recorder = SignalRecorder().install()
+    _open_standard_fds()
+    from trt._cli import _exit_codes
+    from trt._cli._console import OutputError, err, out
+    from trt._cli._options import command_help, overview, parse
+    from trt._exceptions import TrtError
+
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
@@ -159,6 +163,8 @@ def _leaves(group: BaseExceptionGroup[TrtError]) -> list[TrtError]:
 
 def _internal_error(exc: BaseException, debug: bool) -> int:
     """Report a bug in trt in one line (with the traceback under --debug)."""
+    from trt._cli._console import err
+
     if debug:
         import traceback
 

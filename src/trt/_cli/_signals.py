@@ -11,7 +11,14 @@ signal that came meanwhile is raised again then, at a safe point.
 
 from __future__ import annotations
 
-import signal
+# The C module underneath `signal`: importing `signal` itself (and enum with
+# it) takes longer than the rest of trt's first imports, and signals that
+# come meanwhile would raise.
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: see _main.py
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal
 
 # Ctrl-C, a service manager's stop, and a hangup (the terminal closed, the
 # ssh session dropped), which would otherwise kill trt and leave every
