@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -392,3 +394,42 @@ def test_numbers_out_of_range_are_named_with_every_other_problem(
         "'_', '-', '.', ':'; got 'b b'",
         f"$.tasks[2].metadata.x[1] (task 'c'): {far}",
     ]
+
+
+def test_a_large_regular_file_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trt._loader.MAX_FILE_BYTES", 2**20)
+    path = tmp_path / "huge.json"
+    with path.open("wb") as handle:
+        handle.truncate(2**30)  # sparse: a GiB that reading would fill memory with
+    reads: list[object] = []
+    real_open = open
+
+    class Spy:
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> Spy:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+        def fileno(self) -> int:
+            return int(self.handle.fileno())
+
+        def read(self, *args: Any) -> bytes:
+            reads.append(args)
+            return bytes(self.handle.read(*args))
+
+    def spying_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(file, *args, **kwargs)
+        return Spy(handle) if os.fspath(file) == str(path) else handle
+
+    monkeypatch.setattr("builtins.open", spying_open)
+
+    with pytest.raises(trt.TaskFileError, match="larger than 1 MiB"):
+        trt.load_task_file(path)
+
+    assert reads == []

@@ -228,16 +228,17 @@ class TestStore:
     def test_opening_removes_snapshots_a_killed_trt_left_half_written(
         self, tmp_path: Path
     ) -> None:
-        torn = tmp_path / ".run.json.k2j4x9"
+        torn = tmp_path / ".run.json.k2j4x9_q"
         torn.write_bytes(b'{"version": 1, "runId": "r1", "tas')
-        other = tmp_path / "notes.txt"
-        other.write_text("kept")
+        kept = [tmp_path / "notes.txt", tmp_path / ".run.json.bak"]
+        for path in kept:
+            path.write_text("kept")
 
         with trt.StateStore(tmp_path):
             pass
 
         assert not torn.exists()
-        assert other.read_text() == "kept"
+        assert [path.read_text() for path in kept] == ["kept", "kept"]
 
     def test_another_version_is_refused(self, tmp_path: Path) -> None:
         data = msgspec.json.encode(msgspec.structs.replace(state_of(["a"]), version=99))

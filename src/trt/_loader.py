@@ -110,13 +110,15 @@ def _validate(path: str | os.PathLike[str]) -> _Checked:
     shown = os.fspath(path)
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+            # A regular file's size is known unread; a pipe's only by reading.
+            size = os.fstat(handle.fileno()).st_size
+            data = b"" if size > MAX_FILE_BYTES else handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise TaskFileError(
             shown, [f"{shown}: cannot read the file: {reason}"]
         ) from None
-    if len(data) > MAX_FILE_BYTES:
+    if max(size, len(data)) > MAX_FILE_BYTES:
         limit = MAX_FILE_BYTES // 2**20
         problem = f"{shown}: larger than {limit} MiB; split it into several files"
         raise TaskFileError(shown, [problem])

@@ -107,6 +107,11 @@ SAVED_ATTEMPT_STATUSES: Final = frozenset(
 )
 
 
+# The temporary name write_atomic gives a snapshot (tempfile.mkstemp's
+# eight characters), and nothing else a user might keep in the folder.
+_TORN_SNAPSHOT: Final = re.compile(r"\.run\.json\.[a-z0-9_]{8}")
+
+
 @final
 class RunningAttempt(StateStruct, frozen=True, kw_only=True, gc=False):
     """The attempt a task was in the middle of when the state was saved."""
@@ -302,10 +307,9 @@ class StateStore:
     def _remove_torn_snapshots(self) -> None:
         # Temporary files of snapshots a killed trt never renamed into
         # place; with the lock held, no writer of them is left.
-        prefix = f".{SNAPSHOT_NAME}."
         with contextlib.suppress(OSError), os.scandir(self.directory) as entries:
             for entry in entries:
-                if entry.name.startswith(prefix) and entry.is_file():
+                if _TORN_SNAPSHOT.fullmatch(entry.name) and entry.is_file():
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
 
