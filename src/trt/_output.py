@@ -38,6 +38,11 @@ class OutputSink:
         # task output does not land on the end of it.
         self.before_write: Callable[[], None] | None = None
 
+    def clear_live_line(self) -> None:
+        """Let a live progress line clear itself before something is written."""
+        if self.before_write is not None:
+            self.before_write()
+
     def mid_line(self, name: str) -> bool:
         """Tell whether task output left the named stream mid-line."""
         return name in self._mid_line
@@ -55,8 +60,7 @@ class OutputSink:
         # or pipe is full, so a reader that stops reading (Ctrl-S, a stalled
         # pager) pauses the whole run, timeouts included. A writer thread
         # would fix that at the cost of a thread hop per chunk.
-        if self.before_write is not None:
-            self.before_write()
+        self.clear_live_line()
         try:
             write_all(self._fds[name], data)
             if data.endswith(b"\n"):

@@ -771,7 +771,7 @@ class Runtime:
             clock=now,
         )
         policy = task.retries
-        kind = result.error.kind if result.error else None
+        kind = error.kind if error is not None else None
         # A resumed task gets a fresh budget: attempts of earlier runs are
         # history, not tries of this run.
         tries = attempt - state.prior_attempts

@@ -112,6 +112,11 @@ SAVED_ATTEMPT_STATUSES: Final = frozenset(
 _TORN_SNAPSHOT: Final = re.compile(r"\.run\.json\.[a-z0-9_]{8}")
 
 
+def no_saved_run(path: str) -> str:
+    """Say that there is no snapshot at ``path``."""
+    return f"no saved run: {path!r} does not exist"
+
+
 @final
 class RunningAttempt(StateStruct, frozen=True, kw_only=True, gc=False):
     """The attempt a task was in the middle of when the state was saved."""
@@ -506,7 +511,7 @@ class StateStore:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            message = f"no saved run: {str(self.path)!r} does not exist"
+            message = no_saved_run(str(self.path))
             raise StateError(message) from None
         except OSError as exc:
             message = f"cannot read {str(self.path)!r}: {exc.strerror or exc}"

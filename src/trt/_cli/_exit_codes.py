@@ -11,7 +11,6 @@ SUCCESS: Final = 0
 RUN_FAILED: Final = 1
 # Bad usage or a bad task file: nothing ran.
 USAGE_ERROR: Final = 2
-# 128 + signal number, as shells report a death by that signal.
+# 128 + signal number, as shells report a death by that signal (SIGINT
+# here; a forced exit by another signal is 128 + its number).
 INTERRUPTED: Final = 130
-TERMINATED: Final = 143
-HUNG_UP: Final = 129

@@ -365,11 +365,11 @@ def _check_saved_run(state_dir: str) -> None:
     import os
 
     from trt._exceptions import StateError
-    from trt._state import SNAPSHOT_NAME
+    from trt._state import SNAPSHOT_NAME, no_saved_run
 
     path = os.path.join(state_dir, SNAPSHOT_NAME)
     if not os.path.lexists(path):
-        message = f"--resume: no saved run: {path!r} does not exist"
+        message = f"--resume: {no_saved_run(path)}"
         raise StateError(message)
 
 
@@ -440,8 +440,7 @@ def _run_and_report(
     if log is not None:
         runtime.events.on("*", log)
         if options.log_events == "-":
-            output = runtime.output
-            log.before_write = lambda: output.before_write and output.before_write()
+            log.before_write = runtime.output.clear_live_line
     stop = _Stop()
     try:
         result = trio.run(
@@ -640,6 +639,8 @@ def _forced_exit(options: Options, runtime: Runtime, stop: _Stop) -> int:
 
 def _print_summary(result: RunResult, report: str) -> None:
     """Print the run's outcome on stderr: one line, then what went wrong."""
+    from trt._util import plural
+
     metrics = result.metrics
     counts = [f"{metrics.completed_count} succeeded"]
     for label, count in (
@@ -652,8 +653,7 @@ def _print_summary(result: RunResult, report: str) -> None:
             counts.append(f"{count} {label}")
     seconds = metrics.duration_ms / 1000
     err(
-        f"trt: {result.status}: {metrics.task_count} "
-        f"{'task' if metrics.task_count == 1 else 'tasks'}, "
+        f"trt: {result.status}: {plural(metrics.task_count, 'task')}, "
         f"{', '.join(counts)} in {seconds:.2f} s; report: {report}\n"
     )
     if result.resumed_from is not None:
